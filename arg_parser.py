@@ -1,0 +1,113 @@
+"""Every option of the original command line, with its name and default, in one place.
+
+Options the project has no use for in a given script are accepted (so the paper's
+commands run verbatim) and say so in their help.
+"""
+
+import argparse
+
+from dataset import DATASETS
+from models import model_dict
+
+PRUNE_TYPES = ("lt", "pt", "rewind_lt")
+
+
+def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproduction)"):
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=str, default="../data", help="folder holding CIFAR-10/100 or SVHN (torchvision layout)")
+    data.add_argument(
+        "--dataset",
+        type=str,
+        default="cifar10",
+        choices=sorted(DATASETS),
+        help="dataset; digits is bundled with scikit-learn and needs no download",
+    )
+    data.add_argument("--input_size", type=int, default=32, help="input size in pixels (informational: set by the dataset)")
+    data.add_argument("--data_dir", type=str, default="../data/tiny-imagenet-200", help="Tiny-ImageNet folder (read, never modified)")
+    data.add_argument("--num_workers", type=int, default=4, help="accepted for compatibility; data is held as tensors, no worker processes")
+    data.add_argument("--num_classes", type=int, default=10, help="accepted for compatibility; the dataset sets the number of classes")
+    data.add_argument("--no-aug", dest="no_aug", action="store_true", default=False, help="no training augmentation")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--arch", type=str, default="resnet18", choices=sorted(model_dict), help="model architecture")
+    model.add_argument("--imagenet_arch", action="store_true", help="ImageNet stem (7x7 conv, max-pool) for resnet18/resnet50")
+
+    general = parser.add_argument_group("general")
+    general.add_argument("--seed", type=int, default=2, help="draws the forget set and seeds unlearning")
+    general.add_argument("--train_seed", type=int, default=1, help="seeds model initialisation and training")
+    general.add_argument("--gpu", type=int, default=0, help="CUDA device index (CPU when no CUDA)")
+    general.add_argument("--workers", type=int, default=4, help="accepted for compatibility; unused")
+    general.add_argument("--resume", action="store_true", help="continue from --checkpoint (main_imp.py) or skip finished stages")
+    general.add_argument("--checkpoint", type=str, default=None, help="checkpoint file to resume from")
+    general.add_argument("--save_dir", type=str, default=None, help="folder for checkpoints and results")
+    general.add_argument("--mask", type=str, default=None, help="dense or pruned checkpoint to unlearn from")
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--batch_size", type=int, default=256, help="batch size")
+    train.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
+    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    train.add_argument("--weight_decay", type=float, default=5e-4, help="weight decay")
+    train.add_argument("--epochs", type=int, default=182, help="epochs per state")
+    train.add_argument("--warmup", type=int, default=0, help="epochs of linear learning-rate warm-up")
+    train.add_argument("--print_freq", type=int, default=50, help="accepted for compatibility; progress is a tqdm bar")
+    train.add_argument("--decreasing_lr", type=str, default="91,136", help="epochs at which the rate is multiplied by 0.1")
+
+    pruning = parser.add_argument_group("pruning")
+    pruning.add_argument("--prune", type=str, default="omp", help="pruning method of main_backdoor.py")
+    pruning.add_argument("--pruning_times", type=int, default=1, help="number of states (state 0 is dense)")
+    pruning.add_argument("--rate", type=float, default=0.2, help="share of the remaining conv weights pruned after each state")
+    pruning.add_argument(
+        "--prune_type",
+        type=str,
+        default="rewind_lt",
+        choices=PRUNE_TYPES,
+        help="rewind to: lt = initialisation, rewind_lt = epoch --rewind_epoch, pt = best dense weights",
+    )
+    pruning.add_argument("--random_prune", action="store_true", help="random instead of global L1 pruning")
+    pruning.add_argument("--rewind_epoch", type=int, default=8, help="epoch of state 0 whose weights rewind_lt rewinds to")
+
+    unlearn = parser.add_argument_group("unlearning")
+    unlearn.add_argument("--unlearn", type=str, default="retrain", help="unlearning method")
+    unlearn.add_argument("--unlearn_lr", type=float, default=0.1, help="learning rate of the iterative methods")
+    unlearn.add_argument("--unlearn_epochs", type=int, default=10, help="epochs of the iterative methods")
+    unlearn.add_argument("--num_indexes_to_replace", type=int, default=None, help="forget-set size (absent: the whole class)")
+    unlearn.add_argument("--class_to_replace", type=int, default=0, help="class to forget from; -1 = random forgetting")
+    unlearn.add_argument("--indexes_to_replace", type=str, default=None, help="explicit training positions: '3,17,42' or a .txt/.npy file")
+    unlearn.add_argument("--alpha", type=float, default=0.2, help="method strength (noise, step, or l1 weight)")
+
+    attack = parser.add_argument_group("attack")
+    attack.add_argument("--attack", type=str, default="backdoor", help="attack of main_backdoor.py")
+    attack.add_argument("--trigger_size", type=int, default=4, help="side of the square backdoor trigger, pixels")
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def check_training_args(args):
+    """Check the options every training script uses; UserError names the option and the fix."""
+    from models import IMAGENET_STEM_ARCHS
+    from trainer import parse_milestones
+    from utils import UserError
+
+    if not args.save_dir:
+        raise UserError("--save_dir is required: the folder for checkpoints and results")
+    if args.epochs < 0:
+        raise UserError(f"--epochs {args.epochs}: must be 0 or more")
+    if args.lr <= 0:
+        raise UserError(f"--lr {args.lr}: must be positive")
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
+    if args.warmup < 0:
+        raise UserError(f"--warmup {args.warmup}: must be 0 or more")
+    if not 0 <= args.rate < 1:
+        raise UserError(f"--rate {args.rate}: the share of weights to prune must be in [0, 1)")
+    try:
+        parse_milestones(args.decreasing_lr)
+    except ValueError:
+        raise UserError(f"--decreasing_lr {args.decreasing_lr!r}: expected comma-separated epochs, e.g. 91,136") from None
+    if args.imagenet_arch and args.arch not in IMAGENET_STEM_ARCHS:
+        raise UserError(f"--imagenet_arch applies to {', '.join(IMAGENET_STEM_ARCHS)}, not {args.arch}")

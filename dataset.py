@@ -1,0 +1,392 @@
+"""Datasets as uint8 tensors, the fixed train/val split, forget sets, and tensor loaders.
+
+Every split is held once as an `ImageSet` (images uint8 N x C x H x W, labels int64).
+Retain, forget, val and test are index arrays into those tensors; a `TensorLoader`
+batches an index array, shuffles with a seeded generator and augments per batch with
+tensor operations (random crop with zero padding, horizontal flip). Images reach the
+model as float in [0, 1]: normalisation is the model's first layer.
+
+Splits (SPEC section 2): the val set is 10% of every class of the training data,
+drawn with seed 1 whatever `--seed` is, so every script sees the same training split.
+"""
+
+import logging
+import math
+import os
+import socket
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from utils import UserError
+
+log = logging.getLogger("unlearn_sparse")
+
+SPLIT_SEED = 1  # the seed the original drew its train/val split with
+VAL_FRACTION = 0.1
+DIGITS_TEST_SIZE = 360  # 20% of scikit-learn's 1,797 digits, stratified, fixed
+DOWNLOAD_TIMEOUT_S = 30
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor  # int64, N
+
+    def __len__(self):
+        return len(self.labels)
+
+    def to(self, device):
+        return ImageSet(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class Augment:
+    """Random `size` crop of the image zero-padded by `padding`, optional horizontal flip."""
+
+    size: int
+    padding: int = 4
+    flip: bool = True
+
+    def __call__(self, images, generator):
+        n = images.shape[0]
+        if self.padding:
+            padded = F.pad(images, (self.padding,) * 4)
+            max_offset = padded.shape[-1] - self.size
+            dy = torch.randint(0, max_offset + 1, (n,), generator=generator)
+            dx = torch.randint(0, max_offset + 1, (n,), generator=generator)
+            steps = torch.arange(self.size)
+            rows = (dy[:, None] + steps).to(images.device)
+            cols = (dx[:, None] + steps).to(images.device)
+            batch = torch.arange(n, device=images.device)[:, None, None, None]
+            channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+            images = padded[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
+        if self.flip:
+            flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        return images
+
+
+@dataclass
+class Splits:
+    """A dataset as loaded: train / val / test image sets and what the model needs."""
+
+    name: str
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    num_classes: int
+    mean: tuple
+    std: tuple
+    augment: Augment | None = None
+    info: dict = field(default_factory=dict)
+
+
+class TensorLoader:
+    """Batches of `(images float [0,1], labels)` from an index array into an ImageSet.
+
+    Shuffling and augmentation draw from one seeded CPU generator, so the data order
+    is the same on every device and can be saved and restored (`generator_state`).
+    """
+
+    def __init__(self, data, indices=None, batch_size=256, shuffle=False, augment=None, seed=0):
+        self.data = data
+        if indices is None:
+            indices = torch.arange(len(data))
+        self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = augment
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    @property
+    def num_samples(self):
+        return len(self.indices)
+
+    @property
+    def labels(self):
+        return self.data.labels[self.indices.to(self.data.labels.device)]
+
+    def __iter__(self):
+        order = self.indices
+        if self.shuffle:
+            order = order[torch.randperm(len(order), generator=self.generator)]
+        device = self.data.images.device
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size].to(device)
+            images = self.data.images[idx]
+            if self.augment is not None:
+                images = self.augment(images, self.generator)
+            yield images.float().div_(255), self.data.labels[idx]
+
+    def generator_state(self):
+        return self.generator.get_state()
+
+    def set_generator_state(self, state):
+        self.generator.set_state(state)
+
+
+# ---------------------------------------------------------------- the fixed splits
+
+
+def holdout_per_class(labels, fraction=VAL_FRACTION, seed=SPLIT_SEED):
+    """(train positions, val positions): `fraction` of every class held out, seeded.
+
+    Draws exactly as the original did (numpy RandomState, class by class), so the
+    val set on CIFAR is the original's.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.RandomState(seed)
+    val = [rng.choice(np.flatnonzero(labels == c), int(fraction * np.sum(labels == c)), replace=False) for c in range(labels.max() + 1)]
+    val = np.hstack(val).astype(np.int64)
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    return train, val
+
+
+def _split_train_val(images, labels):
+    train_pos, val_pos = holdout_per_class(labels)
+    images, labels = torch.as_tensor(images), torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    return ImageSet(images[train_pos], labels[train_pos]), ImageSet(images[val_pos], labels[val_pos])
+
+
+def _hwc_to_chw(array):
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(array).transpose(0, 3, 1, 2)))
+
+
+# ---------------------------------------------------------------- dataset readers
+
+
+def _missing(name, folder, layout, reason):
+    return UserError(
+        f"{name} not found in {folder!r} (expected {layout}) and it could not be downloaded "
+        f"({reason}); put the data there with --data, or use --dataset digits"
+    )
+
+
+def _torchvision_dataset(cls, name, folder, layout, **kwargs):
+    """Open a torchvision dataset, downloading it if absent; one clear line on failure."""
+    try:
+        return cls(folder, download=False, **kwargs)
+    except RuntimeError:
+        pass  # not there (or incomplete): try a download
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        log.info("%s not found in %s: downloading", name, folder)
+        return cls(folder, download=True, **kwargs)
+    except Exception as err:  # noqa: BLE001 - any download failure means the same to the user
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise _missing(name, folder, layout, reason) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def load_cifar(name, data_dir):
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls, sub = (CIFAR10, "cifar-10-batches-py") if name == "cifar10" else (CIFAR100, "cifar-100-python")
+    layout = os.path.join(data_dir, sub) + "/"
+    train = _torchvision_dataset(cls, name, data_dir, layout, train=True)
+    test = _torchvision_dataset(cls, name, data_dir, layout, train=False)
+    train_set, val_set = _split_train_val(_hwc_to_chw(train.data), train.targets)
+    test_set = ImageSet(_hwc_to_chw(test.data), torch.as_tensor(test.targets, dtype=torch.long))
+    if name == "cifar10":
+        stats = dict(num_classes=10, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+    else:
+        stats = dict(num_classes=100, mean=(0.5071, 0.4866, 0.4409), std=(0.2673, 0.2564, 0.2762))
+    return Splits(name, train_set, val_set, test_set, augment=Augment(32, 4, flip=True), **stats)
+
+
+def load_svhn(data_dir):
+    from torchvision.datasets import SVHN
+
+    layout = f"{os.path.join(data_dir, 'train_32x32.mat')} and test_32x32.mat"
+    train = _torchvision_dataset(SVHN, "svhn", data_dir, layout, split="train")
+    test = _torchvision_dataset(SVHN, "svhn", data_dir, layout, split="test")
+    train_set, val_set = _split_train_val(torch.from_numpy(train.data), train.labels)
+    test_set = ImageSet(torch.from_numpy(test.data), torch.as_tensor(test.labels, dtype=torch.long))
+    return Splits(
+        "svhn", train_set, val_set, test_set, num_classes=10, mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), augment=None
+    )
+
+
+def _read_image_files(paths, what):
+    from PIL import Image
+    from tqdm import tqdm
+
+    images = []
+    for path in tqdm(paths, desc=f"reading {what}", leave=False):
+        with Image.open(path) as img:
+            images.append(np.asarray(img.convert("RGB")))
+    return _hwc_to_chw(np.stack(images))
+
+
+def load_tiny_imagenet(data_dir):
+    """Tiny-ImageNet from its own layout, read-only: train/<wnid>/images/*, val/ (test = val).
+
+    val/ may be the download's layout (val/images + val_annotations.txt) or one folder
+    per class; the user's files are never moved or renamed.
+    """
+    from torchvision.datasets import ImageFolder
+
+    layout = f"{os.path.join(data_dir, 'train')}/<wnid>/images/*.JPEG and {os.path.join(data_dir, 'val')}/"
+    train_dir, val_dir = os.path.join(data_dir, "train"), os.path.join(data_dir, "val")
+    if not (os.path.isdir(train_dir) and os.path.isdir(val_dir)):
+        raise UserError(f"TinyImagenet not found in {data_dir!r} (expected {layout}); set --data_dir, or use --dataset digits")
+    train_folder = ImageFolder(train_dir)
+    class_to_idx = train_folder.class_to_idx
+    annotations = os.path.join(val_dir, "val_annotations.txt")
+    if os.path.isfile(annotations):
+        with open(annotations) as f:
+            rows = [line.split("\t")[:2] for line in f if line.strip()]
+        val_samples = [(os.path.join(val_dir, "images", file), class_to_idx[wnid]) for file, wnid in rows]
+    else:
+        val_samples = ImageFolder(val_dir).samples
+        names = ImageFolder(val_dir).classes
+        val_samples = [(path, class_to_idx[names[label]]) for path, label in val_samples]
+    train_set = ImageSet(
+        _read_image_files([p for p, _ in train_folder.samples], "train"), torch.tensor([t for _, t in train_folder.samples])
+    )
+    val_set = ImageSet(_read_image_files([p for p, _ in val_samples], "val"), torch.tensor([t for _, t in val_samples]))
+    return Splits(
+        "TinyImagenet",
+        train_set,
+        val_set,
+        val_set,
+        num_classes=len(class_to_idx),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        augment=Augment(64, 4, flip=True),
+    )
+
+
+def digits_images(size=32):
+    """scikit-learn's 1,797 bundled 8x8 digits as uint8 3 x size x size images, and labels."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    small = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0
+    big = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+    images = (big.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    return images, np.asarray(bunch.target, dtype=np.int64)
+
+
+def load_digits_splits():
+    from sklearn.model_selection import train_test_split
+
+    images, labels = digits_images()
+    positions = np.arange(len(labels))
+    pool, test = train_test_split(positions, test_size=DIGITS_TEST_SIZE, stratify=labels, random_state=0)
+    pool, test = np.sort(pool), np.sort(test)
+    train_set, val_set = _split_train_val(images[pool], labels[pool])
+    test_set = ImageSet(images[test], torch.as_tensor(labels[test]))
+    pixels = train_set.images.float() / 255
+    mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
+    # A mirrored digit is another glyph: crop only.
+    return Splits("digits", train_set, val_set, test_set, num_classes=10, mean=mean, std=std, augment=Augment(32, 4, flip=False))
+
+
+DATASETS = {
+    "cifar10": lambda args: load_cifar("cifar10", args.data),
+    "cifar100": lambda args: load_cifar("cifar100", args.data),
+    "svhn": lambda args: load_svhn(args.data),
+    "TinyImagenet": lambda args: load_tiny_imagenet(args.data_dir),
+    "digits": lambda args: load_digits_splits(),
+}
+
+
+def load_dataset(args):
+    """The dataset named by `args.dataset`, with `--no-aug` applied."""
+    splits = DATASETS[args.dataset](args)
+    if getattr(args, "no_aug", False):
+        splits.augment = None
+    log.info("%s: %d train, %d val, %d test images", splits.name, len(splits.train), len(splits.val), len(splits.test))
+    return splits
+
+
+# ---------------------------------------------------------------- forget sets
+
+
+def parse_indexes(value):
+    """Explicit forget positions: a list, "3,17,42", or a path to a .txt / .npy file."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return np.asarray(value, dtype=np.int64)
+    text = str(value).strip()
+    if os.path.isfile(text):
+        if text.endswith(".npy"):
+            return np.asarray(np.load(text, allow_pickle=False), dtype=np.int64).ravel()
+        with open(text) as f:
+            text = f.read()
+    elif text.endswith((".npy", ".txt")):
+        raise UserError(f"--indexes_to_replace: file not found: {text}")
+    try:
+        return np.array([int(tok) for tok in text.replace(",", " ").split()], dtype=np.int64)
+    except ValueError:
+        raise UserError(f"--indexes_to_replace: expected comma-separated integers or a .txt/.npy file, got {value!r}") from None
+
+
+@dataclass
+class ForgetSet:
+    positions: np.ndarray  # sorted positions in the training split
+    whole_class: int | None  # the class forgotten entirely (class-wise forgetting), else None
+
+
+def select_forget_set(train_labels, class_to_replace=0, num_indexes_to_replace=None, indexes_to_replace=None, seed=2):
+    """The forget set's positions in the training split (SPEC section 3).
+
+    Drawn as the original drew it (numpy RandomState(seed - 1)), so a seed gives the
+    same positions on every machine.
+    """
+    labels = np.asarray(train_labels)
+    n_train = len(labels)
+    explicit = parse_indexes(indexes_to_replace)
+    if explicit is not None:
+        if len(explicit) == 0:
+            raise UserError("--indexes_to_replace is empty")
+        if explicit.min() < 0 or explicit.max() >= n_train:
+            raise UserError(f"--indexes_to_replace: positions must be in [0, {n_train - 1}] (the training split has {n_train} images)")
+        if len(np.unique(explicit)) != len(explicit):
+            raise UserError("--indexes_to_replace lists a position more than once")
+        return ForgetSet(np.sort(explicit), None)
+
+    n = num_indexes_to_replace
+    if class_to_replace == -1:
+        if n is None:
+            raise UserError("--class_to_replace -1 (random forgetting) needs --num_indexes_to_replace")
+        candidates = np.arange(n_train)
+    else:
+        num_classes = int(labels.max()) + 1
+        if not 0 <= class_to_replace < num_classes:
+            raise UserError(f"--class_to_replace {class_to_replace}: classes are 0..{num_classes - 1}, or -1 for random forgetting")
+        candidates = np.flatnonzero(labels == class_to_replace)
+    if n is not None and not 0 < n <= len(candidates):
+        where = "the training split" if class_to_replace == -1 else f"class {class_to_replace}"
+        raise UserError(f"--num_indexes_to_replace {n}: {where} has {len(candidates)} training images; ask for 1..{len(candidates)}")
+    whole_class = class_to_replace if class_to_replace >= 0 and (n is None or n == len(candidates)) else None
+    if n is None:
+        return ForgetSet(candidates.astype(np.int64), whole_class)
+    rng = np.random.RandomState(seed - 1)
+    return ForgetSet(np.sort(rng.choice(candidates, size=n, replace=False)).astype(np.int64), whole_class)
+
+
+def unlearning_positions(splits, forget):
+    """Index arrays for retain / forget (into train) and val / test.
+
+    Forget and retain partition the training split; under class-wise forgetting the
+    forgotten class is removed from val and test.
+    """
+    retain = np.setdiff1d(np.arange(len(splits.train)), forget.positions)
+    val = np.arange(len(splits.val))
+    test = np.arange(len(splits.test))
+    if forget.whole_class is not None:
+        val = np.flatnonzero(splits.val.labels.cpu().numpy() != forget.whole_class)
+        test = np.flatnonzero(splits.test.labels.cpu().numpy() != forget.whole_class)
+    return {"retain": retain, "forget": forget.positions, "val": val, "test": test}

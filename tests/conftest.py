@@ -1,0 +1,27 @@
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")
+sys.path.insert(0, ROOT)
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def run_script(script, *args, timeout=600):
+    """Run an entry script in a subprocess; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+    )
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from dataset import load_dataset
+
+    return load_dataset(SimpleNamespace(dataset="digits", no_aug=False))

@@ -1,0 +1,107 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import arg_parser
+import pruner
+from dataset import TensorLoader
+from main_imp import ImpRun
+from models import create_model
+from tests.conftest import ROOT, run_script
+from utils import best_checkpoint_path, checkpoint_path, load_checkpoint, rewind_weight_path, state_dict_of
+
+DIGITS_FAST = ["--dataset", "digits", "--arch", "resnet20s", "--batch_size", "128", "--decreasing_lr", "50"]
+
+
+def test_imp_states_reach_20_36_48_8_percent_with_nested_masks(tmp_path):
+    result = run_script(
+        "main_imp.py", *DIGITS_FAST, "--epochs", "1", "--rate", "0.2", "--pruning_times", "4", "--prune_type", "lt", "--save_dir", tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    previous = None
+    for state, expected in enumerate([0.0, 20.0, 36.0, 48.8]):
+        sd = state_dict_of(load_checkpoint(checkpoint_path(tmp_path, state)))
+        mask = pruner.extract_mask(sd)
+        assert (pruner.sparsity(mask) if mask else 0.0) == pytest.approx(expected, abs=0.1)
+        if previous:
+            assert all(bool((mask[k] <= previous[k]).all()) for k in mask), f"state {state} revived a pruned weight"
+        previous = mask
+    assert "state 3: conv sparsity 48.80%" in result.stdout
+
+
+def small_run(tmp_path, digits, *options):
+    """An ImpRun on 256 digits images: enough to check what rewinding does."""
+    args = arg_parser.parse_args([*DIGITS_FAST, "--save_dir", str(tmp_path), "--pruning_times", "2", "--rate", "0.5", *options])
+    torch.manual_seed(args.train_seed)
+    model = create_model(args.arch, 10, digits.mean, digits.std)
+    train = TensorLoader(digits.train, range(256), batch_size=64, shuffle=True, augment=digits.augment, seed=1)
+    val = TensorLoader(digits.val, batch_size=128)
+    return ImpRun(args, model, (train, val, val), torch.device("cpu"))
+
+
+def assert_rewound_to(model, reference, mask):
+    dense = pruner.dense_state_dict(model.state_dict())
+    for key, value in pruner.dense_state_dict(reference).items():
+        expected = value * mask[key + "_mask"] if key + "_mask" in mask else value
+        assert torch.equal(dense[key], expected), key
+
+
+@pytest.mark.parametrize("prune_type", ["lt", "rewind_lt", "pt"])
+def test_surviving_weights_are_rewound(tmp_path, digits, prune_type):
+    run = small_run(tmp_path, digits, "--epochs", "3", "--rewind_epoch", "2", "--prune_type", prune_type)
+    initial = {k: v.clone() for k, v in run.model.state_dict().items()}
+    run.train_state()
+    final = {k: v.clone() for k, v in run.model.state_dict().items()}
+    run.prune_and_rewind()
+    mask = pruner.current_mask(run.model)
+    assert pruner.sparsity(mask) == pytest.approx(50.0, abs=0.1)
+    if prune_type == "lt":
+        reference = initial
+    elif prune_type == "rewind_lt":
+        reference = torch.load(rewind_weight_path(tmp_path, 2), weights_only=True)
+        assert run.scheduler.last_epoch == 2  # learning-rate rewinding
+    else:
+        reference = state_dict_of(load_checkpoint(best_checkpoint_path(tmp_path, 0)))
+    assert not torch.equal(reference["conv1.weight"], final["conv1.weight"])
+    assert_rewound_to(run.model, reference, mask)
+    assert run.state == 1 and run.epoch == 0
+
+
+def test_rewind_epoch_zero_is_refused_before_any_work(tmp_path):
+    result = run_script("main_imp.py", *DIGITS_FAST, "--rewind_epoch", "0", "--pruning_times", "2", "--save_dir", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --prune_type rewind_lt --rewind_epoch 0")
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_stopped_in_state_1_resumes_where_it_stopped(tmp_path):
+    options = [*DIGITS_FAST, "--epochs", "3", "--rewind_epoch", "1", "--rate", "0.9", "--pruning_times", "2"]
+    whole = run_script("main_imp.py", *options, "--save_dir", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+
+    stopped = tmp_path / "stopped"
+    cmd = [sys.executable, os.path.join(ROOT, "main_imp.py"), *options, "--save_dir", str(stopped)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not os.path.exists(checkpoint_path(stopped, 1)) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = load_checkpoint(checkpoint_path(stopped, 1))
+    assert stopped_at["state"] == 1 and stopped_at["epoch"] < 3, "the run was not stopped inside state 1"
+
+    resumed = run_script("main_imp.py", *options, "--save_dir", stopped, "--resume", "--checkpoint", checkpoint_path(stopped, 1))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"state 1, {stopped_at['epoch']} epochs done" in resumed.stderr
+    assert f"state 1 epoch {stopped_at['epoch'] + 1}/3" in resumed.stderr
+    assert "state 0 epoch" not in resumed.stderr
+    end_whole = load_checkpoint(checkpoint_path(tmp_path / "whole", 1))
+    end_resumed = load_checkpoint(checkpoint_path(stopped, 1))
+    assert end_resumed["epoch"] == 3
+    for key, value in end_whole["state_dict"].items():
+        assert torch.equal(value, end_resumed["state_dict"][key]), key

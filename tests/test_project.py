@@ -1,0 +1,63 @@
+"""The project's own promises: set-up files in step, no device-specific calls."""
+
+import os
+import re
+
+from tests.conftest import ROOT
+
+
+def package_names(lines):
+    names = set()
+    for line in lines:
+        line = line.split("#")[0].strip().lstrip("- ").strip()
+        if line and not line.endswith(":") and not line.startswith(("python=", "pip")):
+            names.add(re.split(r"[<>=!~ \[]", line)[0].lower())
+    return names
+
+
+def test_environment_yml_names_the_packages_of_requirements_txt():
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        requirements = package_names(f)
+    with open(os.path.join(ROOT, "environment.yml")) as f:
+        text = f.read()
+    pip_section = text.split("- pip:")[1].splitlines()
+    assert requirements == package_names(pip_section)
+    assert {"torch", "torchvision", "numpy", "scikit-learn", "tqdm"} <= requirements
+
+
+def test_ci_runs_the_readme_test_command():
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        ci = f.read()
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert re.search(r"^make test$", ci, re.M)
+    assert "make test" in readme and "make demo" in readme
+
+
+def python_files():
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("runs", "__pycache__")]
+        for name in files:
+            if name.endswith(".py"):
+                yield os.path.join(folder, name)
+
+
+def test_no_code_calls_cuda_directly():
+    pattern = re.compile(r"\.cuda\(\)")
+    offenders = []
+    for path in python_files():
+        with open(path) as f:
+            for number, line in enumerate(f, 1):
+                if pattern.search(line) and "pattern" not in line:
+                    offenders.append(f"{os.path.relpath(path, ROOT)}:{number}")
+    assert offenders == []
+
+
+def test_every_torch_load_is_weights_only():
+    offenders = []
+    for path in python_files():
+        with open(path) as f:
+            for number, line in enumerate(f, 1):
+                if "torch.load(" in line and "weights_only=True" not in line and "offenders" not in line:
+                    offenders.append(f"{os.path.relpath(path, ROOT)}:{number}")
+    assert offenders == []

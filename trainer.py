@@ -1,0 +1,108 @@
+"""The one training loop, the learning-rate schedule, and inference.
+
+`train_epoch` serves dense training, every state of `main_imp.py`, and the
+iterative unlearning methods: they differ only in the loader they pass, the sign
+of the loss, and an optional penalty.
+"""
+
+import logging
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from utils import device_synchronize
+
+log = logging.getLogger("unlearn_sparse")
+
+
+def parse_milestones(decreasing_lr):
+    """`"91,136"` -> [91, 136]."""
+    if isinstance(decreasing_lr, (list, tuple)):
+        return [int(m) for m in decreasing_lr]
+    return [int(m) for m in str(decreasing_lr).split(",") if m.strip()]
+
+
+def make_optimizer(model, lr, momentum, weight_decay):
+    return torch.optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def make_scheduler(optimizer, milestones, advance_epochs=0):
+    """Step decay x0.1 at the milestones, optionally advanced (learning-rate rewinding)."""
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    with warnings.catch_warnings():
+        # Advancing before any optimizer step is the point here, not a mistake.
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        for _ in range(advance_epochs):
+            scheduler.step()
+    return scheduler
+
+
+def _set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def train_epoch(model, loader, optimizer, device, *, epoch=0, warmup_epochs=0, base_lr=None, loss_sign=1.0, penalty=None, desc="train"):
+    """One pass over `loader`. Returns {"loss", "acc" (percent), "seconds"}.
+
+    loss = loss_sign * cross-entropy (+ penalty(model) when given). During the
+    first `warmup_epochs` epochs the rate rises linearly per step to `base_lr`.
+    """
+    model.train()
+    steps = len(loader)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    start = time.perf_counter()
+    bar = tqdm(loader, total=steps, desc=f"{desc} epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
+    for step, (images, labels) in enumerate(bar):
+        if epoch < warmup_epochs:
+            _set_lr(optimizer, base_lr * min(1.0, (epoch * steps + step + 1) / (warmup_epochs * steps)))
+        logits = model(images)
+        loss = loss_sign * F.cross_entropy(logits, labels)
+        if penalty is not None:
+            loss = loss + penalty(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach() * len(labels)
+        correct += (logits.detach().argmax(1) == labels).sum()
+        seen += len(labels)
+    device_synchronize(device)
+    seconds = time.perf_counter() - start
+    result = {
+        "loss": total_loss.item() / max(seen, 1),
+        "acc": 100.0 * correct.item() / max(seen, 1),
+        "seconds": seconds,
+        "images_per_s": seen / seconds if seconds > 0 else float("nan"),
+    }
+    return result
+
+
+@torch.no_grad()
+def predict(model, loader):
+    """Logits and labels for a whole loader, in eval mode."""
+    model.eval()
+    logits, labels = [], []
+    for images, target in loader:
+        logits.append(model(images))
+        labels.append(target)
+    if not logits:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def evaluate(model, loader):
+    """Top-1 accuracy in percent over a loader (nan for an empty one)."""
+    logits, labels = predict(model, loader)
+    if len(labels) == 0:
+        return float("nan")
+    return 100.0 * (logits.argmax(1) == labels).float().mean().item()
+
+
+def validate(val_loader, model, criterion=None, args=None):
+    """The original's name for `evaluate` (accuracy in percent)."""
+    return evaluate(model, val_loader)

@@ -1,0 +1,259 @@
+"""Shared plumbing: errors for bad input, device and seeds, file names, safe checkpoints.
+
+Everything that touches the disk goes through here, so every file is written
+atomically (temporary file in the same folder, then rename) and every checkpoint
+is read with `weights_only=True` (a checkpoint cannot run code).
+"""
+
+import json
+import logging
+import os
+import pickle
+import random
+import sys
+import tempfile
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+log = logging.getLogger("unlearn_sparse")
+
+
+class UserError(Exception):
+    """Bad input: the message says what is wrong and how to fix it (exit code 2)."""
+
+
+def run_cli(main):
+    """Run an entry script's `main()`: bad input gives one line on stderr and exit 2."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def setup_logging():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
+# ---------------------------------------------------------------- device and seeds
+
+
+def get_device(gpu=0):
+    """CUDA device `gpu` when CUDA exists, else Apple MPS when present, else the CPU."""
+    if torch.cuda.is_available():
+        if not 0 <= gpu < torch.cuda.device_count():
+            raise UserError(f"--gpu {gpu}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", gpu)
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def setup_seed(seed):
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def rng_state():
+    """Every global RNG state, to put in a checkpoint."""
+    state = {
+        "python": random.getstate(),
+        "numpy": _numpy_state_plain(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(_as_python_state(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state_plain():
+    # weights_only loading accepts tensors and plain Python values, not numpy arrays.
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)
+
+
+def _as_python_state(state):
+    # A checkpoint round trip turns the tuple inside random.getstate() into a list.
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
+def device_synchronize(device):
+    """Wait for queued device work, so that a clock read afterwards is honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+# ---------------------------------------------------------------- file names (one place)
+
+
+def checkpoint_path(save_dir, state, filename="checkpoint.pth.tar"):
+    """`<save_dir>/<state>checkpoint.pth.tar`, the original's naming."""
+    return os.path.join(save_dir, f"{state}{filename}")
+
+
+def best_checkpoint_path(save_dir, state):
+    return checkpoint_path(save_dir, state, "model_SA_best.pth.tar")
+
+
+def rewind_weight_path(save_dir, epoch):
+    return os.path.join(save_dir, f"epoch_{epoch}_rewind_weight.pt")
+
+
+def training_curve_path(save_dir, state):
+    return os.path.join(save_dir, f"{state}net_train.png")
+
+
+def forget_indexes_path(save_dir):
+    return os.path.join(save_dir, "forget_indexes.npy")
+
+
+def imp_summary_path(save_dir):
+    return os.path.join(save_dir, "imp_summary.json")
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` only on success."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_torch_save(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_save_json(obj, path):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, default=_json_default)
+            f.write("\n")
+
+
+def atomic_save_npy(array, path):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    return str(value)
+
+
+def save_checkpoint(state, is_SA_best, save_path, pruning, filename="checkpoint.pth.tar"):
+    """Write `<pruning>checkpoint.pth.tar`, and `<pruning>model_SA_best.pth.tar` when best."""
+    atomic_torch_save(state, checkpoint_path(save_path, pruning, filename))
+    if is_SA_best:
+        atomic_torch_save(state, best_checkpoint_path(save_path, pruning))
+
+
+# ---------------------------------------------------------------- safe loading
+
+
+def load_checkpoint(path, device="cpu", what="checkpoint"):
+    """Load a checkpoint with `weights_only=True`, or raise UserError in one line."""
+    if not path:
+        raise UserError(f"no {what} file given")
+    if not os.path.isfile(path):
+        raise UserError(f"{what} file not found: {path}")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"refusing to load {path}: it holds more than tensors and plain data (a pickled object that could run code): {first_line}"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise UserError(f"cannot read {what} {path}: {str(err).splitlines()[0]}") from None
+
+
+def state_dict_of(checkpoint):
+    """The model state dict of a checkpoint: a bare state dict or one under 'state_dict'."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        return checkpoint["state_dict"]
+    if isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return checkpoint
+    raise UserError("the file holds neither a state dict nor a dict with a 'state_dict' entry")
+
+
+# ---------------------------------------------------------------- metrics helpers
+
+
+class AverageMeter:
+    """Running average (kept from the original for code written against it)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.val = self.avg = self.sum = 0.0
+        self.count = 0
+
+    def update(self, val, n=1):
+        self.val = val
+        self.sum += val * n
+        self.count += n
+        self.avg = self.sum / self.count
+
+
+def accuracy(output, target, topk=(1,)):
+    """Precision@k in percent for each k (the original's helper)."""
+    maxk = max(topk)
+    _, pred = output.topk(maxk, 1, True, True)
+    correct = pred.t().eq(target.view(1, -1))
+    return [correct[:k].reshape(-1).float().sum(0) * (100.0 / target.size(0)) for k in topk]
+
+
+def plot_training_curve(history, path):
+    """Train and val accuracy per epoch, written atomically to `path` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("train_ta", "train acc"), ("val_ta", "val acc"), ("test_ta", "test acc")):
+        if history.get(key):
+            ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
