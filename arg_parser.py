@@ -8,6 +8,7 @@ import argparse
 
 from dataset import DATASETS
 from models import model_dict
+from unlearn import DEFAULT_ALPHA, UNLEARN_METHODS
 
 PRUNE_TYPES = ("lt", "pt", "rewind_lt")
 
@@ -69,13 +70,23 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     pruning.add_argument("--rewind_epoch", type=int, default=8, help="epoch of state 0 whose weights rewind_lt rewinds to")
 
     unlearn = parser.add_argument_group("unlearning")
-    unlearn.add_argument("--unlearn", type=str, default="retrain", help="unlearning method")
+    unlearn.add_argument("--unlearn", type=str, default="retrain", choices=list(UNLEARN_METHODS), help="unlearning method")
     unlearn.add_argument("--unlearn_lr", type=float, default=0.1, help="learning rate of the iterative methods")
     unlearn.add_argument("--unlearn_epochs", type=int, default=10, help="epochs of the iterative methods")
     unlearn.add_argument("--num_indexes_to_replace", type=int, default=None, help="forget-set size (absent: the whole class)")
-    unlearn.add_argument("--class_to_replace", type=int, default=0, help="class to forget from; -1 = random forgetting")
+    unlearn.add_argument("--class_to_replace", type=int, default=None, help="class to forget from (default 0); -1 = random forgetting")
     unlearn.add_argument("--indexes_to_replace", type=str, default=None, help="explicit training positions: '3,17,42' or a .txt/.npy file")
-    unlearn.add_argument("--alpha", type=float, default=0.2, help="method strength (noise, step, or l1 weight)")
+    defaults = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_ALPHA.items())
+    unlearn.add_argument(
+        "--alpha", type=float, default=None, help=f"method strength: FF noise, IU step, l1-sparse weight (default per method: {defaults})"
+    )
+    unlearn.add_argument("--no-l1-epochs", dest="no_l1_epochs", type=int, default=0, help="l1-sparse: final epochs without the l1 penalty")
+    unlearn.add_argument(
+        "--iu_damping", type=int, default=1000, help="IU: damping N of the WoodFisher recursion, which reads N + 2 retain samples"
+    )
+    unlearn.add_argument(
+        "--iu_chunk_size", type=int, default=None, help="IU: samples per batched per-sample-gradient call (default: fit 256 MB)"
+    )
 
     attack = parser.add_argument_group("attack")
     attack.add_argument("--attack", type=str, default="backdoor", help="attack of main_backdoor.py")
@@ -111,3 +122,32 @@ def check_training_args(args):
         raise UserError(f"--decreasing_lr {args.decreasing_lr!r}: expected comma-separated epochs, e.g. 91,136") from None
     if args.imagenet_arch and args.arch not in IMAGENET_STEM_ARCHS:
         raise UserError(f"--imagenet_arch applies to {', '.join(IMAGENET_STEM_ARCHS)}, not {args.arch}")
+
+
+def check_unlearn_args(args):
+    """Check and complete the unlearning options (forget set, method strength)."""
+    import math
+
+    from utils import UserError
+
+    if args.unlearn_lr <= 0:
+        raise UserError(f"--unlearn_lr {args.unlearn_lr}: must be positive")
+    if args.unlearn_epochs < 0:
+        raise UserError(f"--unlearn_epochs {args.unlearn_epochs}: must be 0 or more")
+    if args.no_l1_epochs < 0:
+        raise UserError(f"--no-l1-epochs {args.no_l1_epochs}: must be 0 or more")
+    if args.iu_damping < 1:
+        raise UserError(f"--iu_damping {args.iu_damping}: must be at least 1")
+    if args.iu_chunk_size is not None and args.iu_chunk_size < 1:
+        raise UserError(f"--iu_chunk_size {args.iu_chunk_size}: must be at least 1")
+    if args.alpha is None:
+        args.alpha = DEFAULT_ALPHA.get(args.unlearn, 0.2)
+    if not math.isfinite(args.alpha):
+        raise UserError(f"--alpha {args.alpha}: must be a finite number")
+    if args.indexes_to_replace is not None:
+        if args.class_to_replace is not None or args.num_indexes_to_replace is not None:
+            raise UserError("--indexes_to_replace lists the forget set itself: drop --class_to_replace / --num_indexes_to_replace")
+    elif args.class_to_replace is None:
+        args.class_to_replace = 0
+    if args.num_indexes_to_replace is not None and args.num_indexes_to_replace < 1:
+        raise UserError(f"--num_indexes_to_replace {args.num_indexes_to_replace}: must be at least 1")

@@ -99,6 +99,7 @@ class TensorLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = augment
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self):
@@ -123,6 +124,15 @@ class TensorLoader:
             if self.augment is not None:
                 images = self.augment(images, self.generator)
             yield images.float().div_(255), self.data.labels[idx]
+
+    def in_order(self, batch_size=None, limit=None):
+        """The same samples (the first `limit` of them) and augmentation, in dataset order."""
+        indices = self.indices[:limit]
+        return TensorLoader(self.data, indices, batch_size or self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
+
+    def subset(self, start=None, stop=None):
+        """Positions `start:stop` of this loader's samples (in dataset order), no augmentation."""
+        return TensorLoader(self.data, self.indices[start:stop], self.batch_size, shuffle=False, augment=None, seed=self.seed)
 
     def generator_state(self):
         return self.generator.get_state()
@@ -358,6 +368,8 @@ def select_forget_set(train_labels, class_to_replace=0, num_indexes_to_replace=N
         return ForgetSet(np.sort(explicit), None)
 
     n = num_indexes_to_replace
+    if class_to_replace is None:
+        class_to_replace = 0
     if class_to_replace == -1:
         if n is None:
             raise UserError("--class_to_replace -1 (random forgetting) needs --num_indexes_to_replace")

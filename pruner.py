@@ -137,23 +137,33 @@ def dense_state_dict(state_dict):
     return dense
 
 
+def check_state_dict_fits(model, state_dict):
+    """UserError unless the (dense or pruned) state dict has the model's keys and shapes."""
+    mask = extract_mask(state_dict)
+    if mask:
+        check_mask_fits(model, mask)
+    expected = {k: tuple(v.shape) for k, v in dense_state_dict(model.state_dict()).items()}
+    got = {k: tuple(v.shape) for k, v in dense_state_dict(state_dict).items()}
+    if expected != got:
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        wrong = [k for k in expected if k in got and expected[k] != got[k]]
+        detail = f"missing {missing[:3]}" if missing else f"unknown {extra[:3]}" if extra else f"{wrong[0]} has shape {got[wrong[0]]}"
+        raise UserError(f"the checkpoint does not fit this architecture ({detail}); was it made for another --arch or dataset?")
+
+
 def load_pruned_model(model, state_dict):
     """Give the model the state dict's mask (none for a dense one) and its exact weights.
 
     A pruned state dict loads as is (`weight_orig` too, so a resumed run continues
     bit for bit); a dense one removes any mask the model had.
     """
+    check_state_dict_fits(model, state_dict)
     mask = extract_mask(state_dict)
     if mask:
         apply_mask(model, mask)
     else:
         remove_prune(model)
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as err:
-        raise UserError(
-            f"the checkpoint does not fit this architecture: {str(err).splitlines()[0]} (was it made for another --arch?)"
-        ) from None
+    model.load_state_dict(state_dict, strict=True)
 
 
 # ---------------------------------------------------------------- sparsity

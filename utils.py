@@ -125,6 +125,19 @@ def forget_indexes_path(save_dir):
     return os.path.join(save_dir, "forget_indexes.npy")
 
 
+def unlearn_checkpoint_path(save_dir, method):
+    """`<save_dir>/<method>checkpoint.pth.tar`: the unlearned model and its evaluation."""
+    return checkpoint_path(save_dir, method)
+
+
+def eval_result_path(save_dir, method):
+    return checkpoint_path(save_dir, method, "eval_result.pth.tar")
+
+
+def eval_json_path(save_dir, method):
+    return checkpoint_path(save_dir, method, "eval_result.json")
+
+
 def imp_summary_path(save_dir):
     return os.path.join(save_dir, "imp_summary.json")
 

@@ -25,3 +25,15 @@ def digits():
     from dataset import load_dataset
 
     return load_dataset(SimpleNamespace(dataset="digits", no_aug=False))
+
+
+@pytest.fixture(scope="session")
+def digits_masks(tmp_path_factory):
+    """A dense and a 95%-sparse resnet20s trained briefly on digits, by main_imp.py."""
+    out = tmp_path_factory.mktemp("imp")
+    result = run_script(
+        "main_imp.py", "--dataset", "digits", "--arch", "resnet20s", "--epochs", "4", "--decreasing_lr", "50", "--batch_size", "64",
+        "--rate", "0.95", "--pruning_times", "2", "--prune_type", "lt", "--save_dir", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return {"dense": out / "0model_SA_best.pth.tar", "sparse": out / "1model_SA_best.pth.tar"}

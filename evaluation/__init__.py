@@ -1,0 +1,17 @@
+"""Evaluation of an unlearned model: accuracy per split and shadow-SVM membership inference."""
+
+from .metrics import mia_forget_efficacy, mia_training_privacy, paper_metrics, split_accuracies
+from .SVC_MIA import FEATURES, SVC_MIA, attack_features, collect_prob, entropy, modified_entropy
+
+__all__ = [
+    "FEATURES",
+    "SVC_MIA",
+    "attack_features",
+    "collect_prob",
+    "entropy",
+    "mia_forget_efficacy",
+    "mia_training_privacy",
+    "modified_entropy",
+    "paper_metrics",
+    "split_accuracies",
+]

@@ -1,0 +1,229 @@
+"""Unlearn a forget set from a dense or sparse model, then evaluate it.
+
+Reads --mask (a checkpoint of main_imp.py: dense `0model_SA_best.pth.tar` or sparse
+`1model_SA_best.pth.tar`, or any state dict in the original's format), chooses the
+forget set, runs --unlearn and evaluates. Writes in --save_dir:
+  forget_indexes.npy            forget-set positions in the training split
+  <method>checkpoint.pth.tar    unlearned model + evaluation so far (resume point)
+  <method>eval_result.pth.tar   the evaluation (the original's file)
+  <method>eval_result.json      readable: UA, RA, TA, MIA-Efficacy, RTE, accuracies, MIA
+                                scores, sparsity, forget-set size, arguments, versions
+
+FT on CIFAR-10 class-wise forgetting (paper; about 10 GPU-minutes):
+  python -u main_forget.py --save_dir ${save_dir} --mask ${mask_path} --unlearn FT \
+      --num_indexes_to_replace 4500 --unlearn_lr 0.01 --unlearn_epochs 10
+On digits (seconds on a CPU):
+  python main_forget.py --dataset digits --arch resnet20s --mask runs/demo/1model_SA_best.pth.tar \
+      --unlearn FT --unlearn_lr 0.01 --unlearn_epochs 5 --batch_size 64 --save_dir runs/ft
+"""
+
+import logging
+import os
+import platform
+import time
+
+import numpy as np
+import sklearn
+import torch
+import torchvision
+from torch import nn
+
+import arg_parser
+import evaluation
+import pruner
+import unlearn
+from dataset import TensorLoader, load_dataset, select_forget_set, unlearning_positions
+from models import create_model
+from utils import (
+    UserError,
+    atomic_save_json,
+    atomic_save_npy,
+    atomic_torch_save,
+    device_synchronize,
+    eval_json_path,
+    eval_result_path,
+    forget_indexes_path,
+    get_device,
+    load_checkpoint,
+    run_cli,
+    setup_logging,
+    setup_seed,
+    state_dict_of,
+    unlearn_checkpoint_path,
+)
+
+log = logging.getLogger("unlearn_sparse")
+
+
+def check_forget_args(args):
+    if not args.save_dir:
+        raise UserError("--save_dir is required: the folder for the unlearned model and its results")
+    if not args.mask:
+        raise UserError("--mask is required: the checkpoint to unlearn from (e.g. <main_imp save_dir>/1model_SA_best.pth.tar)")
+    if not os.path.isfile(args.mask):
+        raise UserError(f"--mask {args.mask}: file not found")
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
+    arg_parser.check_unlearn_args(args)
+
+
+def build_loaders(splits, positions, args, device):
+    """Loaders the methods train on (shuffled, augmented) and the evaluation loaders."""
+    train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
+    bs = args.batch_size
+    method_loaders = {
+        "retain": TensorLoader(train, positions["retain"], bs, shuffle=True, augment=splits.augment, seed=args.seed),
+        "forget": TensorLoader(train, positions["forget"], bs, shuffle=True, augment=splits.augment, seed=args.seed),
+        "val": TensorLoader(val, positions["val"], bs),
+        "test": TensorLoader(test, positions["test"], bs),
+    }
+    eval_loaders = {
+        "retain": TensorLoader(train, positions["retain"], bs),
+        "forget": TensorLoader(train, positions["forget"], bs),
+        "val": method_loaders["val"],
+        "test": method_loaders["test"],
+    }
+    return method_loaders, eval_loaders
+
+
+def prepare_model(model, state_dict, method):
+    """Put the checkpoint's mask on the model, and its weights unless the method retrains."""
+    pruner.check_state_dict_fits(model, state_dict)
+    if method in unlearn.FROM_TRAINED_WEIGHTS:
+        pruner.load_pruned_model(model, state_dict)
+    else:
+        mask = pruner.extract_mask(state_dict)
+        if mask:
+            pruner.apply_mask(model, mask)
+
+
+def check_finite(model, args):
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise UserError(
+            f"{args.unlearn} with --alpha {args.alpha:g} --unlearn_lr {args.unlearn_lr:g} made the weights non-finite "
+            f"({bad[0]}); rerun with a smaller --alpha or --unlearn_lr. No results were written."
+        )
+
+
+def run_unlearning(model, method_loaders, args, device):
+    """Run the method; returns the seconds it took (the RTE, nothing else timed)."""
+    method = unlearn.get_unlearn_method(args.unlearn)
+    input_mask = pruner.current_mask(model)
+    setup_seed(args.seed)
+    device_synchronize(device)
+    start = time.perf_counter()
+    method(method_loaders, model, nn.CrossEntropyLoss(), args)
+    device_synchronize(device)
+    seconds = time.perf_counter() - start
+    check_finite(model, args)
+    after = pruner.current_mask(model)
+    if any(not torch.equal(input_mask[k], after[k]) for k in input_mask):
+        raise RuntimeError(f"{args.unlearn} changed the mask: this is a bug, please report it")
+    return seconds
+
+
+def versions():
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def readable_result(result, model, forget, args, device):
+    return {
+        "method": args.unlearn,
+        **evaluation.paper_metrics(result),
+        "accuracy": result["accuracy"],
+        "SVC_MIA_forget_efficacy": result["SVC_MIA_forget_efficacy"],
+        "SVC_MIA_training_privacy": result["SVC_MIA_training_privacy"],
+        "unlearn_seconds": result["unlearn_seconds"],
+        "sparsity": pruner.sparsity(model),
+        "forget_set_size": int(len(forget.positions)),
+        "forget_class": forget.whole_class,
+        "scenario": scenario(forget, args),
+        "mask": os.path.abspath(args.mask),
+        "device": str(device),
+        "args": vars(args),
+        "versions": versions(),
+        "units": {"UA, RA, TA, MIA-Efficacy": "percent", "RTE": "minutes", "sparsity": "percent of conv weights"},
+    }
+
+
+def main():
+    args = arg_parser.parse_args()
+    setup_logging()
+    check_forget_args(args)
+    device = get_device(args.gpu)
+    mask_state = state_dict_of(load_checkpoint(args.mask, "cpu", what="--mask checkpoint"))
+    os.makedirs(args.save_dir, exist_ok=True)
+
+    splits = load_dataset(args)
+    forget = select_forget_set(
+        splits.train.labels.numpy(), args.class_to_replace, args.num_indexes_to_replace, args.indexes_to_replace, args.seed
+    )
+    args.num_classes, args.forget_class = splits.num_classes, forget.whole_class
+    atomic_save_npy(forget.positions, forget_indexes_path(args.save_dir))
+    positions = unlearning_positions(splits, forget)
+    log.info("forget %d, retain %d training images (%s)", len(positions["forget"]), len(positions["retain"]), scenario(forget, args))
+    method_loaders, eval_loaders = build_loaders(splits, positions, args, device)
+
+    setup_seed(args.seed)
+    model = create_model(args.arch, splits.num_classes, splits.mean, splits.std, args.imagenet_arch).to(device)
+    ckpt_path = unlearn_checkpoint_path(args.save_dir, args.unlearn)
+    result = None
+    if args.resume and os.path.isfile(ckpt_path):
+        saved = load_checkpoint(ckpt_path, device)
+        pruner.load_pruned_model(model, state_dict_of(saved))
+        result = dict(saved.get("evaluation_result") or {})
+        log.info("--resume: %s holds the unlearned model; skipping unlearning", ckpt_path)
+    if not result or "unlearn_seconds" not in result:
+        prepare_model(model, mask_state, args.unlearn)
+        log.info("%s from %s (conv sparsity %.2f%%)", args.unlearn, args.mask, pruner.sparsity(model))
+        result = {"unlearn_seconds": run_unlearning(model, method_loaders, args, device)}
+        log.info("%s took %.1f s", args.unlearn, result["unlearn_seconds"])
+        save_unlearn_checkpoint(model, result, args)
+
+    computed = False
+    stages = {
+        "accuracy": lambda: evaluation.split_accuracies(model, eval_loaders),
+        "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(
+            model, eval_loaders["retain"], eval_loaders["forget"], eval_loaders["test"]
+        ),
+        "SVC_MIA_training_privacy": lambda: evaluation.mia_training_privacy(model, eval_loaders["retain"], eval_loaders["test"]),
+    }
+    for name, stage in stages.items():
+        if name not in result:
+            result[name] = stage()
+            computed = True
+            save_unlearn_checkpoint(model, result, args)
+    if computed or not os.path.isfile(eval_json_path(args.save_dir, args.unlearn)):
+        atomic_torch_save(result, eval_result_path(args.save_dir, args.unlearn))
+        atomic_save_json(readable_result(result, model, forget, args, device), eval_json_path(args.save_dir, args.unlearn))
+    else:
+        log.info("--resume: evaluation already complete; results unchanged")
+    m = evaluation.paper_metrics(result)
+    print(
+        f"{args.unlearn}: UA {m['UA']:.2f}  MIA-Efficacy {m['MIA-Efficacy']:.2f}  RA {m['RA']:.2f}  TA {m['TA']:.2f}  "
+        f"RTE {m['RTE']:.3f} min  (sparsity {pruner.sparsity(model):.2f}%)"
+    )
+
+
+def save_unlearn_checkpoint(model, result, args):
+    atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": result}, unlearn_checkpoint_path(args.save_dir, args.unlearn))
+
+
+def scenario(forget, args):
+    """class-wise (a whole class), random (--class_to_replace -1), class-subset, or indexes."""
+    if forget.whole_class is not None:
+        return "class-wise"
+    if args.indexes_to_replace is not None:
+        return "indexes"
+    return "random" if args.class_to_replace == -1 else "class-subset"
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,62 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dataset import TensorLoader
+from evaluation import SVC_MIA, attack_features, mia_training_privacy
+
+
+def test_attack_features_by_hand():
+    prob = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]])
+    labels = torch.tensor([0, 2])
+    f = attack_features(prob, labels)
+    assert f["correctness"].ravel().tolist() == [1.0, 0.0]
+    assert f["confidence"].ravel() == pytest.approx([0.7, 0.3])
+    assert f["entropy"][0, 0] == pytest.approx(-(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1)))
+    assert f["m_entropy"][0, 0] == pytest.approx(0.162, abs=5e-4)
+    expected = -(0.7 * math.log(0.3)) - 0.1 * math.log(0.9) - 0.6 * math.log(0.4)
+    assert f["m_entropy"][1, 0] == pytest.approx(expected)
+    assert f["prob"].shape == (2, 3)
+
+
+def test_features_are_finite_at_certainty():
+    f = attack_features(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+    assert all(bool(torch.isfinite(torch.as_tensor(v)).all()) for v in f.values())
+
+
+def memorising_model(digits, n_train=120, steps=400):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(3 * 8 * 8, 256), nn.ReLU(), nn.Linear(256, 10))
+    x = digits.train.images[:n_train].float() / 255
+    noisy = digits.train.labels[:n_train].clone()
+    noisy[::3] = (noisy[::3] + 1) % 10  # labels that can only be memorised
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x), noisy)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model, noisy
+
+
+def test_training_privacy_attack_detects_memorisation(digits):
+    from dataset import ImageSet
+
+    model, noisy = memorising_model(digits)
+    members = ImageSet(digits.train.images[:120], noisy)
+    retain = TensorLoader(members, batch_size=64)
+    test = TensorLoader(digits.test, range(120), batch_size=64)
+    scores = mia_training_privacy(model, retain, test)
+    assert set(scores) == {"correctness", "confidence", "entropy", "m_entropy", "prob"}
+    assert scores["confidence"] > 0.5 and scores["correctness"] > 0.5
+
+
+def test_svc_mia_accepts_a_missing_target(digits):
+    model, _ = memorising_model(digits, steps=50)
+    loader = TensorLoader(digits.train, range(60), batch_size=32)
+    test = TensorLoader(digits.test, range(60), batch_size=32)
+    scores = SVC_MIA(shadow_train=loader, target_train=None, target_test=test, shadow_test=test, model=model)
+    assert all(0 <= v <= 1 for v in scores.values())

@@ -1,0 +1,143 @@
+import json
+import math
+import os
+
+import pytest
+import torch
+
+import pruner
+from tests.conftest import run_script
+from unlearn import UNLEARN_METHODS
+from utils import load_checkpoint, state_dict_of
+
+DIGITS = ["--dataset", "digits", "--arch", "resnet20s", "--batch_size", "64"]
+FAST = {
+    "retrain": ["--unlearn_epochs", "1", "--unlearn_lr", "0.1"],
+    "FT": ["--unlearn_epochs", "1", "--unlearn_lr", "0.01"],
+    "GA": ["--unlearn_epochs", "1", "--unlearn_lr", "0.0001"],
+    "fisher_new": [],
+    "wfisher": ["--iu_damping", "100"],
+    "FT_prune": ["--unlearn_epochs", "1", "--unlearn_lr", "0.01"],
+}
+RESULT_KEYS = {
+    "UA", "RA", "TA", "MIA-Efficacy", "RTE", "accuracy", "SVC_MIA_forget_efficacy", "SVC_MIA_training_privacy",
+    "sparsity", "forget_set_size", "args", "versions", "unlearn_seconds",
+}  # fmt: skip
+
+
+def forget(method, mask, save_dir, *extra):
+    return run_script("main_forget.py", *DIGITS, "--save_dir", save_dir, "--mask", mask, "--unlearn", method, *FAST[method], *extra)
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("method", list(UNLEARN_METHODS))
+def test_every_method_writes_its_results_and_keeps_the_mask(method, kind, digits_masks, tmp_path):
+    result = forget(method, digits_masks[kind], tmp_path, "--num_indexes_to_replace", "40", "--class_to_replace", "3")
+    assert result.returncode == 0, result.stderr
+    for name in ("checkpoint.pth.tar", "eval_result.pth.tar", "eval_result.json"):
+        assert os.path.isfile(tmp_path / f"{method}{name}")
+    with open(tmp_path / f"{method}eval_result.json") as f:
+        res = json.load(f)
+    assert RESULT_KEYS <= set(res)
+    assert res["forget_set_size"] == 40 and res["scenario"] == "class-subset"
+    for key in ("UA", "RA", "TA", "MIA-Efficacy"):
+        assert 0 <= res[key] <= 100, key
+    assert set(res["accuracy"]) == {"retain", "forget", "val", "test"}
+    assert all(0 <= v <= 100 for v in res["accuracy"].values())
+    for attack in ("SVC_MIA_forget_efficacy", "SVC_MIA_training_privacy"):
+        assert set(res[attack]) == {"correctness", "confidence", "entropy", "m_entropy", "prob"}
+        assert all(0 <= v <= 1 for v in res[attack].values())
+    assert math.isfinite(res["RTE"]) and res["RTE"] >= 0
+    assert res["sparsity"] == pytest.approx(95.0 if kind == "sparse" else 0.0, abs=0.1)
+
+    saved = state_dict_of(load_checkpoint(tmp_path / f"{method}checkpoint.pth.tar"))
+    assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
+    if kind == "sparse":
+        input_mask = pruner.extract_mask(state_dict_of(load_checkpoint(digits_masks["sparse"])))
+        mask = pruner.extract_mask(saved)
+        assert mask.keys() == input_mask.keys()
+        assert all(torch.equal(mask[k], input_mask[k]) for k in mask)
+        weights = pruner.dense_state_dict(saved)
+        for key, m in mask.items():
+            assert bool((weights[key[: -len("_mask")]][m == 0] == 0).all()), key
+    assert (tmp_path / "forget_indexes.npy").is_file()
+
+
+def test_retrain_forgets_a_whole_class(digits_masks, tmp_path):
+    result = run_script(
+        "main_forget.py", *DIGITS, "--save_dir", tmp_path, "--mask", digits_masks["dense"], "--unlearn", "retrain",
+        "--class_to_replace", "1", "--unlearn_epochs", "8", "--decreasing_lr", "5,7", "--unlearn_lr", "0.1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "retraineval_result.json") as f:
+        res = json.load(f)
+    assert res["forget_class"] == 1 and res["scenario"] == "class-wise"
+    assert res["UA"] >= 99 and res["RA"] >= 95, (res["UA"], res["RA"])
+
+
+def test_resume_skips_finished_stages(digits_masks, tmp_path):
+    first = forget("FT", digits_masks["sparse"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    files = [tmp_path / f"FT{n}" for n in ("checkpoint.pth.tar", "eval_result.pth.tar", "eval_result.json")]
+    before = {f: f.read_bytes() for f in files}
+
+    again = forget("FT", digits_masks["sparse"], tmp_path, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "skipping unlearning" in again.stderr and "results unchanged" in again.stderr
+    assert "FT epoch" not in again.stderr
+    assert all(f.read_bytes() == before[f] for f in files)
+
+    # Stopped after unlearning: only the evaluation runs.
+    ck = load_checkpoint(files[0])
+    torch.save({"state_dict": ck["state_dict"], "evaluation_result": {"unlearn_seconds": 1.5}}, files[0])
+    files[1].unlink()
+    files[2].unlink()
+    evaluated = forget("FT", digits_masks["sparse"], tmp_path, "--resume")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "skipping unlearning" in evaluated.stderr and "FT epoch" not in evaluated.stderr
+    with open(files[2]) as f:
+        res = json.load(f)
+    assert res["unlearn_seconds"] == 1.5 and res["accuracy"] == json.loads(before[files[2]])["accuracy"]
+
+
+def test_unknown_method_is_an_argparse_error_listing_the_methods(tmp_path):
+    result = forget_raw(tmp_path, "--unlearn", "magic", "--mask", tmp_path / "m.pth.tar")
+    assert result.returncode == 2
+    assert "invalid choice: 'magic'" in result.stderr and "wfisher" in result.stderr and "FT_prune" in result.stderr
+
+
+def forget_raw(tmp_path, *args):
+    return run_script("main_forget.py", *DIGITS, "--save_dir", tmp_path / "out", *args)
+
+
+def test_missing_mask_file_is_one_line(tmp_path):
+    result = forget_raw(tmp_path, "--unlearn", "FT", "--mask", tmp_path / "nothing.pth.tar")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: --mask {tmp_path / 'nothing.pth.tar'}: file not found"
+
+
+def test_mask_of_another_architecture_is_one_line(digits_masks, tmp_path):
+    result = run_script(
+        "main_forget.py",
+        "--dataset",
+        "digits",
+        "--arch",
+        "resnet44s",
+        "--save_dir",
+        tmp_path,
+        "--mask",
+        digits_masks["sparse"],
+        "--unlearn",
+        "FT",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the mask does not fit this architecture") and "--arch" in last
+    assert not (tmp_path / "FTeval_result.json").exists()
+
+
+def test_explicit_indexes_with_a_class_are_refused(digits_masks, tmp_path):
+    result = forget_raw(
+        tmp_path, "--unlearn", "FT", "--mask", digits_masks["dense"], "--indexes_to_replace", "1,2", "--class_to_replace", "3"
+    )
+    assert result.returncode == 2 and "--indexes_to_replace lists the forget set itself" in result.stderr

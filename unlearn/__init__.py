@@ -1,0 +1,34 @@
+"""Unlearning methods: `get_unlearn_method(name)(data_loaders, model, criterion, args)`.
+
+`data_loaders` maps "retain", "forget", "val", "test" to loaders (retain and forget
+shuffled, with the training augmentation). Besides the command-line options, `args`
+carries `num_classes` (the dataset's) and `forget_class` (the class forgotten whole,
+or None). Each method changes `model` in place and returns it; a pruned model keeps
+its mask throughout.
+"""
+
+from .fisher import fisher_new
+from .FT import FT
+from .FT_prune import FT_prune
+from .GA import GA
+from .retrain import retrain
+from .wfisher import wfisher
+
+UNLEARN_METHODS = {
+    "retrain": retrain,
+    "FT": FT,
+    "GA": GA,
+    "fisher_new": fisher_new,
+    "wfisher": wfisher,
+    "FT_prune": FT_prune,
+}
+
+# The paper does not state alpha for these; the defaults work on the digits data (see README).
+DEFAULT_ALPHA = {"fisher_new": 1e-7, "wfisher": 5.0, "FT_prune": 5e-4}
+
+# Methods that start from the checkpoint's weights (retrain starts from a fresh initialisation).
+FROM_TRAINED_WEIGHTS = {name for name in UNLEARN_METHODS if name != "retrain"}
+
+
+def get_unlearn_method(name):
+    return UNLEARN_METHODS[name]

@@ -1,0 +1,112 @@
+"""IU, influence unlearning: one WoodFisher inverse-Hessian-vector step (original `wfisher`).
+
+With g_F, g_R the summed per-sample gradients over the forget and retain sets (eval
+mode, dataset order) and nF, nR their sizes:
+    v = g_F / (nF + nR) - g_R * nF / ((nF + nR) * nR)
+then the WoodFisher recursion over the per-sample retain gradients g_0, g_1, ... with
+damping N:  k = v, o = g_0; for each next g: t = o.g; k -= (k.g / (N + t)) o;
+o -= (t / (N + t)) o; stopping once N + 2 samples have been used. Finally
+theta += alpha * k.
+
+Per-sample gradients come in chunks from `torch.func` (vmap of grad of a functional
+call), not from one backward pass per sample.
+"""
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+from tqdm import tqdm
+
+log = logging.getLogger("unlearn_sparse")
+
+PER_SAMPLE_BYTES_BUDGET = 256 * 2**20  # memory for one chunk of per-sample gradients
+MAX_CHUNK = 64
+
+
+def default_chunk_size(model):
+    n_params = sum(p.numel() for p in model.parameters())
+    return max(1, min(MAX_CHUNK, PER_SAMPLE_BYTES_BUDGET // (4 * n_params)))
+
+
+def flat(tensors):
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def summed_gradient(model, loader):
+    """Sum over the loader's samples of the per-sample loss gradients (eval mode), flat."""
+    model.eval()
+    params = list(model.parameters())
+    total = torch.zeros(sum(p.numel() for p in params), device=params[0].device)
+    for images, labels in loader:
+        loss = F.cross_entropy(model(images), labels, reduction="sum")
+        total += flat(torch.autograd.grad(loss, params))
+    return total
+
+
+def per_sample_gradients(model, images, labels, chunk_size=None):
+    """(n, P) matrix of per-sample loss gradients, in eval mode, computed in chunks."""
+    model.eval()
+    names = [name for name, _ in model.named_parameters()]
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+
+    def loss_of(param_values, image, label):
+        logits = functional_call(model, ({**param_values}, buffers), (image[None],))
+        return F.cross_entropy(logits, label[None])
+
+    sample_grad = vmap(grad(loss_of), in_dims=(None, 0, 0))
+    chunk_size = chunk_size or default_chunk_size(model)
+    rows = []
+    for start in range(0, len(labels), chunk_size):
+        g = sample_grad(params, images[start : start + chunk_size], labels[start : start + chunk_size])
+        rows.append(torch.cat([g[name].reshape(g[name].shape[0], -1) for name in names], dim=1))
+    return torch.cat(rows)
+
+
+def woodfisher(v, gradient_batches, damping):
+    """The WoodFisher recursion of the original over a stream of (n, P) gradient matrices."""
+    k = v.clone()
+    o = None
+    used = 0
+    for batch in gradient_batches:
+        for g in batch:
+            if o is None:
+                o = g.clone()
+            else:
+                t = torch.dot(o, g)
+                k -= (torch.dot(k, g) / (damping + t)) * o
+                o -= (t / (damping + t)) * o
+            used += 1
+            if used >= damping + 2:
+                return k
+    return k
+
+
+def retain_gradient_stream(model, loader, chunk_size=None):
+    for images, labels in tqdm(loader, desc="IU per-sample gradients", leave=False, disable=None):
+        yield per_sample_gradients(model, images, labels, chunk_size)
+
+
+@torch.no_grad()
+def add_flat_(model, vector):
+    start = 0
+    for p in model.parameters():
+        p.add_(vector[start : start + p.numel()].view_as(p))
+        start += p.numel()
+
+
+def wfisher(data_loaders, model, criterion, args):
+    damping = args.iu_damping
+    retain = data_loaders["retain"].in_order()
+    forget = data_loaders["forget"].in_order()
+    n_forget, n_retain = forget.num_samples, retain.num_samples
+    g_forget = summed_gradient(model, forget)
+    g_retain = summed_gradient(model, retain)
+    v = g_forget / (n_forget + n_retain) - g_retain * n_forget / ((n_forget + n_retain) * n_retain)
+    # The recursion reads only the first N + 2 retain samples.
+    first = data_loaders["retain"].in_order(limit=damping + 2)
+    k = woodfisher(v, retain_gradient_stream(model, first, args.iu_chunk_size), damping)
+    add_flat_(model, args.alpha * k)
+    return model
