@@ -39,7 +39,7 @@ METHODS = {
     "GA": ["--unlearn_epochs", "5", "--unlearn_lr", "0.001"],
     "fisher_new": [],
     "wfisher": [],
-    "FT_prune": ["--unlearn_epochs", "5", "--unlearn_lr", "0.01"],
+    "FT_prune": ["--unlearn_epochs", "5", "--unlearn_lr", "0.05"],
 }
 NAMES = {"retrain": "Retrain", "FT": "FT", "GA": "GA", "fisher_new": "FF", "wfisher": "IU", "FT_prune": "l1-sparse"}
 MODELS = {"dense": "0model_SA_best.pth.tar", "95% sparse": "1model_SA_best.pth.tar"}

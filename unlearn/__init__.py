@@ -24,7 +24,7 @@ UNLEARN_METHODS = {
 }
 
 # The paper does not state alpha for these; the defaults work on the digits data (see README).
-DEFAULT_ALPHA = {"fisher_new": 1e-7, "wfisher": 5.0, "FT_prune": 5e-4}
+DEFAULT_ALPHA = {"fisher_new": 1e-7, "wfisher": 3.0, "FT_prune": 1e-3}
 
 # Methods that start from the checkpoint's weights (retrain starts from a fresh initialisation).
 FROM_TRAINED_WEIGHTS = {name for name in UNLEARN_METHODS if name != "retrain"}
