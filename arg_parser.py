@@ -68,6 +68,7 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     )
     pruning.add_argument("--random_prune", action="store_true", help="random instead of global L1 pruning")
     pruning.add_argument("--rewind_epoch", type=int, default=8, help="epoch of state 0 whose weights rewind_lt rewinds to")
+    pruning.add_argument("--synflow_rounds", type=int, default=100, help="SynFlow: scoring rounds of the exponential sparsity schedule")
 
     unlearn = parser.add_argument_group("unlearning")
     unlearn.add_argument("--unlearn", type=str, default="retrain", choices=list(UNLEARN_METHODS), help="unlearning method")

@@ -311,6 +311,10 @@ DATASETS = {
 }
 
 
+# Classes and image side of each dataset, known before loading (for early option checks).
+DATASET_SHAPES = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "TinyImagenet": (200, 64), "digits": (10, 32)}
+
+
 def load_dataset(args):
     """The dataset named by `args.dataset`, with `--no-aug` applied."""
     splits = DATASETS[args.dataset](args)
@@ -402,3 +406,19 @@ def unlearning_positions(splits, forget):
         val = np.flatnonzero(splits.val.labels.cpu().numpy() != forget.whole_class)
         test = np.flatnonzero(splits.test.labels.cpu().numpy() != forget.whole_class)
     return {"retain": retain, "forget": forget.positions, "val": val, "test": test}
+
+
+# ---------------------------------------------------------------- backdoor trigger
+
+
+def trigger_value(dataset):
+    """Pixel value of the trigger: black, as in the original; white on digits (black background)."""
+    return 255 if dataset == "digits" else 0
+
+
+def add_trigger(images, size, value):
+    """A copy of `images` (uint8, N x C x H x W) with a size x size square set to `value`,
+    2 pixels in from the bottom-right corner."""
+    out = images.clone()
+    out[:, :, -2 - size : -2, -2 - size : -2] = value
+    return out

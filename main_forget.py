@@ -19,14 +19,6 @@ On digits (seconds on a CPU):
 
 import logging
 import os
-import platform
-import time
-
-import numpy as np
-import sklearn
-import torch
-import torchvision
-from torch import nn
 
 import arg_parser
 import evaluation
@@ -39,17 +31,19 @@ from utils import (
     atomic_save_json,
     atomic_save_npy,
     atomic_torch_save,
-    device_synchronize,
+    complete_stages,
     eval_json_path,
     eval_result_path,
     forget_indexes_path,
     get_device,
     load_checkpoint,
     run_cli,
+    save_unlearn_checkpoint,
     setup_logging,
     setup_seed,
     state_dict_of,
     unlearn_checkpoint_path,
+    versions,
 )
 
 log = logging.getLogger("unlearn_sparse")
@@ -86,53 +80,6 @@ def build_loaders(splits, positions, args, device):
     return method_loaders, eval_loaders
 
 
-def prepare_model(model, state_dict, method):
-    """Put the checkpoint's mask on the model, and its weights unless the method retrains."""
-    pruner.check_state_dict_fits(model, state_dict)
-    if method in unlearn.FROM_TRAINED_WEIGHTS:
-        pruner.load_pruned_model(model, state_dict)
-    else:
-        mask = pruner.extract_mask(state_dict)
-        if mask:
-            pruner.apply_mask(model, mask)
-
-
-def check_finite(model, args):
-    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise UserError(
-            f"{args.unlearn} with --alpha {args.alpha:g} --unlearn_lr {args.unlearn_lr:g} made the weights non-finite "
-            f"({bad[0]}); rerun with a smaller --alpha or --unlearn_lr. No results were written."
-        )
-
-
-def run_unlearning(model, method_loaders, args, device):
-    """Run the method; returns the seconds it took (the RTE, nothing else timed)."""
-    method = unlearn.get_unlearn_method(args.unlearn)
-    input_mask = pruner.current_mask(model)
-    setup_seed(args.seed)
-    device_synchronize(device)
-    start = time.perf_counter()
-    method(method_loaders, model, nn.CrossEntropyLoss(), args)
-    device_synchronize(device)
-    seconds = time.perf_counter() - start
-    check_finite(model, args)
-    after = pruner.current_mask(model)
-    if any(not torch.equal(input_mask[k], after[k]) for k in input_mask):
-        raise RuntimeError(f"{args.unlearn} changed the mask: this is a bug, please report it")
-    return seconds
-
-
-def versions():
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
-
-
 def readable_result(result, model, forget, args, device):
     return {
         "method": args.unlearn,
@@ -162,9 +109,8 @@ def main():
     os.makedirs(args.save_dir, exist_ok=True)
 
     splits = load_dataset(args)
-    forget = select_forget_set(
-        splits.train.labels.numpy(), args.class_to_replace, args.num_indexes_to_replace, args.indexes_to_replace, args.seed
-    )
+    labels = splits.train.labels.numpy()
+    forget = select_forget_set(labels, args.class_to_replace, args.num_indexes_to_replace, args.indexes_to_replace, args.seed)
     args.num_classes, args.forget_class = splits.num_classes, forget.whole_class
     atomic_save_npy(forget.positions, forget_indexes_path(args.save_dir))
     positions = unlearning_positions(splits, forget)
@@ -181,25 +127,20 @@ def main():
         result = dict(saved.get("evaluation_result") or {})
         log.info("--resume: %s holds the unlearned model; skipping unlearning", ckpt_path)
     if not result or "unlearn_seconds" not in result:
-        prepare_model(model, mask_state, args.unlearn)
+        unlearn.prepare_model(model, mask_state, args.unlearn)
         log.info("%s from %s (conv sparsity %.2f%%)", args.unlearn, args.mask, pruner.sparsity(model))
-        result = {"unlearn_seconds": run_unlearning(model, method_loaders, args, device)}
+        method = unlearn.get_unlearn_method(args.unlearn)
+        result = {"unlearn_seconds": unlearn.run_unlearning(method, method_loaders, model, args, device)}
         log.info("%s took %.1f s", args.unlearn, result["unlearn_seconds"])
-        save_unlearn_checkpoint(model, result, args)
+        save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn)
 
-    computed = False
+    retain, forget_eval, test = eval_loaders["retain"], eval_loaders["forget"], eval_loaders["test"]
     stages = {
         "accuracy": lambda: evaluation.split_accuracies(model, eval_loaders),
-        "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(
-            model, eval_loaders["retain"], eval_loaders["forget"], eval_loaders["test"]
-        ),
-        "SVC_MIA_training_privacy": lambda: evaluation.mia_training_privacy(model, eval_loaders["retain"], eval_loaders["test"]),
+        "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(model, retain, forget_eval, test),
+        "SVC_MIA_training_privacy": lambda: evaluation.mia_training_privacy(model, retain, test),
     }
-    for name, stage in stages.items():
-        if name not in result:
-            result[name] = stage()
-            computed = True
-            save_unlearn_checkpoint(model, result, args)
+    computed = complete_stages(result, stages, lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
     if computed or not os.path.isfile(eval_json_path(args.save_dir, args.unlearn)):
         atomic_torch_save(result, eval_result_path(args.save_dir, args.unlearn))
         atomic_save_json(readable_result(result, model, forget, args, device), eval_json_path(args.save_dir, args.unlearn))
@@ -210,10 +151,6 @@ def main():
         f"{args.unlearn}: UA {m['UA']:.2f}  MIA-Efficacy {m['MIA-Efficacy']:.2f}  RA {m['RA']:.2f}  TA {m['TA']:.2f}  "
         f"RTE {m['RTE']:.3f} min  (sparsity {pruner.sparsity(model):.2f}%)"
     )
-
-
-def save_unlearn_checkpoint(model, result, args):
-    atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": result}, unlearn_checkpoint_path(args.save_dir, args.unlearn))
 
 
 def scenario(forget, args):

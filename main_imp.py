@@ -16,6 +16,7 @@ On the bundled digits data (a few minutes on 2 CPU cores):
 """
 
 import copy
+import json
 import logging
 import os
 
@@ -216,37 +217,45 @@ def _pct(value):
     return "n/a" if value is None else f"{value:.2f}%"
 
 
-def main():
-    args = arg_parser.parse_args()
-    setup_logging()
-    check_imp_args(args)
+def setup_run(args, splits=None, train_set=None):
+    """Device, data, a freshly initialised model (seeded by --train_seed) and its ImpRun.
+
+    `splits` is loaded when not given; `train_set` replaces its training split
+    (main_backdoor.py trains on a poisoned copy).
+    """
     device = get_device(args.gpu)
     os.makedirs(args.save_dir, exist_ok=True)
-    splits = load_dataset(args)
-
+    splits = splits if splits is not None else load_dataset(args)
     setup_seed(args.train_seed)
     model = create_model(args.arch, splits.num_classes, splits.mean, splits.std, args.imagenet_arch).to(device)
+    train = train_set if train_set is not None else splits.train
     loaders = (
-        TensorLoader(splits.train.to(device), batch_size=args.batch_size, shuffle=True, augment=splits.augment, seed=args.train_seed),
+        TensorLoader(train.to(device), batch_size=args.batch_size, shuffle=True, augment=splits.augment, seed=args.train_seed),
         TensorLoader(splits.val.to(device), batch_size=args.batch_size),
         TensorLoader(splits.test.to(device), batch_size=args.batch_size),
     )
-    run = ImpRun(args, model, loaders, device)
-    if args.resume:
-        path = args.checkpoint or latest_checkpoint(args.save_dir, args.pruning_times)
-        if path:
-            run.resume(path)
-        else:
-            log.info("--resume: no checkpoint in %s, starting from scratch", args.save_dir)
+    return ImpRun(args, model, loaders, device), splits
 
+
+def resume_if_asked(run, args):
+    """Continue from --checkpoint (or the latest state's checkpoint); True if resumed."""
+    if not args.resume:
+        return False
+    path = args.checkpoint or latest_checkpoint(args.save_dir, args.pruning_times)
+    if path:
+        run.resume(path)
+        return True
+    log.info("--resume: no checkpoint in %s, starting from scratch", args.save_dir)
+    return False
+
+
+def run_states(run, args):
+    """Train every remaining state, pruning and rewinding between them; returns the summary."""
     summary_file = imp_summary_path(args.save_dir)
     summary = {"args": vars(args), "states": []}
     if run.state > 0 and os.path.isfile(summary_file):
-        import json
-
         with open(summary_file) as f:
             summary["states"] = [row for row in json.load(f).get("states", []) if row["state"] < run.state]
-
     while True:
         run.train_state()
         summary["states"].append(run.report_state())
@@ -254,9 +263,18 @@ def main():
         if run.state + 1 >= args.pruning_times:
             break
         run.prune_and_rewind()
-
     for row in summary["states"]:
         print(f"state {row['state']}: conv sparsity {row['sparsity']:.2f}%  test accuracy {row['test_acc']:.2f}%  ({row['checkpoint']})")
+    return summary
+
+
+def main():
+    args = arg_parser.parse_args()
+    setup_logging()
+    check_imp_args(args)
+    run, _ = setup_run(args)
+    resume_if_asked(run, args)
+    run_states(run, args)
 
 
 if __name__ == "__main__":

@@ -47,18 +47,25 @@ def current_mask(model):
     return mask
 
 
-def _global_prune(model, mask, amount, scores):
-    """Zero `amount` of the surviving weights with the lowest scores, globally."""
+def _global_prune(model, mask, amount, scores, n_prune=None):
+    """Zero `amount` (or `n_prune`) of the surviving weights with the lowest scores, globally."""
     mask = mask if mask is not None else current_mask(model)
     keys = [name + MASK_SUFFIX for name, _ in conv_layers(model)]
     flat_scores = torch.cat([scores[k].flatten() for k in keys])
     flat_mask = torch.cat([mask[k].flatten().to(flat_scores.device) for k in keys])
     alive = torch.nonzero(flat_mask).flatten()
-    n_prune = round(amount * len(alive))
+    if n_prune is None:
+        n_prune = round(amount * len(alive))
     new_flat = flat_mask.clone()
     if n_prune > 0:
-        order = torch.argsort(flat_scores[alive], stable=True)
-        new_flat[alive[order[:n_prune]]] = 0
+        # The n_prune lowest scores: below the k-th value, then ties in index order
+        # (a selection, not a sort: SynFlow calls this every round on every weight).
+        alive_scores = flat_scores[alive]
+        threshold = torch.kthvalue(alive_scores.cpu(), n_prune).values.to(alive_scores.device)
+        below = torch.nonzero(alive_scores < threshold).flatten()
+        ties = torch.nonzero(alive_scores == threshold).flatten()
+        chosen = torch.cat([below, ties[: n_prune - len(below)]])
+        new_flat[alive[chosen]] = 0
     new_mask, start = {}, 0
     for k in keys:
         numel = mask[k].numel()
@@ -79,7 +86,61 @@ def random_mask(model, mask=None, amount=0.2, generator=None):
     return _global_prune(model, mask, amount, scores)
 
 
-PRUNE_METHODS = {"l1": magnitude_mask, "random": random_mask}
+class _SynFlowNet:
+    """A float64 copy of a model in eval mode with |parameters| and |buffers|, for scoring.
+
+    The model itself is never touched.
+    """
+
+    def __init__(self, model, input_shape):
+        self.net = copy.deepcopy(model).double().eval()
+        remove_prune(self.net)
+        with torch.no_grad():
+            for tensor in self.net.state_dict().values():
+                if tensor.is_floating_point():
+                    tensor.abs_()
+        self.convs = conv_layers(self.net)
+        self.abs_weights = {name + MASK_SUFFIX: m.weight.detach().clone() for name, m in self.convs}
+        device = next(self.net.parameters()).device
+        self.ones = torch.ones(1, *input_shape, dtype=torch.float64, device=device)
+
+    def scores(self, mask):
+        """(|theta * dR/dtheta| per conv weight, R) with `mask` applied."""
+        with torch.no_grad():
+            for name, m in self.convs:
+                key = name + MASK_SUFFIX
+                m.weight.copy_(self.abs_weights[key] * mask[key].to(m.weight.device, torch.float64))
+        self.net.zero_grad()
+        objective = self.net(self.ones).sum()
+        objective.backward()
+        scores = {name + MASK_SUFFIX: (m.weight.grad * m.weight).detach().abs() for name, m in self.convs}
+        return scores, objective.detach().item()
+
+
+def synflow_mask(model, mask=None, amount=0.2, rounds=100, input_shape=(3, 32, 32)):
+    """SynFlow (Tanaka et al., 2020): prune `amount` of the conv weights without data.
+
+    Scores |theta * dR/dtheta|, R the summed output of the network with absolute weights
+    fed an all-ones input (eval mode, float64), are recomputed in each of `rounds`
+    rounds while the kept share falls exponentially, (1 - amount) ** (k / rounds).
+    """
+    mask = mask if mask is not None else full_mask(model)
+    total = sum(v.numel() for v in mask.values())
+    net = _SynFlowNet(model, input_shape)
+    for k in range(1, rounds + 1):
+        scores, _ = net.scores(mask)
+        keep = round(total * (1 - amount) ** (k / rounds))
+        alive = int(sum(int(v.sum()) for v in mask.values()))
+        mask = _global_prune(model, mask, None, scores, n_prune=max(alive - keep, 0))
+    return mask
+
+
+def synflow_objective(model, mask, input_shape=(3, 32, 32)):
+    """The SynFlow objective R of the masked network: 0 means no path from input to output."""
+    return _SynFlowNet(model, input_shape).scores(mask)[1]
+
+
+PRUNE_METHODS = {"l1": magnitude_mask, "random": random_mask, "synflow": synflow_mask}
 
 
 # ---------------------------------------------------------------- putting masks on models

@@ -252,6 +252,41 @@ def accuracy(output, target, topk=(1,)):
     return [correct[:k].reshape(-1).float().sum(0) * (100.0 / target.size(0)) for k in topk]
 
 
+def versions():
+    """Library versions, stored beside every result."""
+    import platform
+
+    import sklearn
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def save_unlearn_checkpoint(model, result, save_dir, method):
+    """`<method>checkpoint.pth.tar`: the unlearned model and its evaluation so far."""
+    atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": result}, unlearn_checkpoint_path(save_dir, method))
+
+
+def complete_stages(result, stages, save):
+    """Compute each named stage missing from `result`, calling `save()` after each one.
+
+    Returns True when anything was computed (a finished run resumed computes nothing).
+    """
+    computed = False
+    for name, stage in stages.items():
+        if name not in result:
+            result[name] = stage()
+            computed = True
+            save()
+    return computed
+
+
 def plot_training_curve(history, path):
     """Train and val accuracy per epoch, written atomically to `path` (PNG)."""
     import matplotlib

@@ -47,7 +47,7 @@ MODELS = {"dense": "0model_SA_best.pth.tar", "95% sparse": "1model_SA_best.pth.t
 
 def run(script, *args):
     cmd = [sys.executable, os.path.join(ROOT, script), *COMMON, *args]
-    print("$", shlex.join(cmd[1:]), flush=True)
+    print("$ python", shlex.join([script, *cmd[2:]]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
@@ -75,7 +75,7 @@ def main():
             run("main_forget.py", "--mask", os.path.join(imp_dir, checkpoint), "--unlearn", method, *options, "--save_dir", save_dir)
             with open(os.path.join(save_dir, f"{method}eval_result.json")) as f:
                 rows.append({"name": NAMES[method], "model": model, **json.load(f)})
-    rows.sort(key=lambda r: (list(NAMES.values()).index(r["name"]), r["model"]))
+    rows.sort(key=lambda r: (list(NAMES.values()).index(r["name"]), list(MODELS).index(r["model"])))
     text = table(rows)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(text + "\n")

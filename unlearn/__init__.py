@@ -7,10 +7,13 @@ or None). Each method changes `model` in place and returns it; a pruned model ke
 its mask throughout.
 """
 
+import pruner
+
 from .fisher import fisher_new
 from .FT import FT
 from .FT_prune import FT_prune
 from .GA import GA
+from .impl import check_finite, run_unlearning
 from .retrain import retrain
 from .wfisher import wfisher
 
@@ -30,5 +33,30 @@ DEFAULT_ALPHA = {"fisher_new": 1e-7, "wfisher": 3.0, "FT_prune": 1e-3}
 FROM_TRAINED_WEIGHTS = {name for name in UNLEARN_METHODS if name != "retrain"}
 
 
+__all__ = [
+    "UNLEARN_METHODS",
+    "DEFAULT_ALPHA",
+    "FROM_TRAINED_WEIGHTS",
+    "get_unlearn_method",
+    "check_finite",
+    "run_unlearning",
+    "prepare_model",
+]
+
+
 def get_unlearn_method(name):
     return UNLEARN_METHODS[name]
+
+
+def prepare_model(model, state_dict, method):
+    """Put the checkpoint's mask on `model`, and its weights unless `method` retrains.
+
+    `model` is freshly initialised; retrain keeps that initialisation (with the mask).
+    """
+    pruner.check_state_dict_fits(model, state_dict)
+    if method in FROM_TRAINED_WEIGHTS:
+        pruner.load_pruned_model(model, state_dict)
+    else:
+        mask = pruner.extract_mask(state_dict)
+        if mask:
+            pruner.apply_mask(model, mask)

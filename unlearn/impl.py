@@ -1,8 +1,14 @@
 """What the iterative methods share: one optimiser, one schedule, the one training loop."""
 
 import logging
+import time
 
+import torch
+from torch import nn
+
+import pruner
 from trainer import make_optimizer, make_scheduler, parse_milestones, train_epoch
+from utils import UserError, device_synchronize, setup_seed
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -37,3 +43,32 @@ def iterative_unlearn(data_loaders, model, args, *, loader="retain", loss_sign=1
             name, epoch + 1, args.unlearn_epochs, lr, stats["loss"], stats["acc"], stats["seconds"],
         )  # fmt: skip
     return model
+
+
+def check_finite(model, args):
+    """UserError naming the method and its strength when the weights are no longer finite."""
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise UserError(
+            f"{args.unlearn} with --alpha {args.alpha:g} --unlearn_lr {args.unlearn_lr:g} made the weights non-finite "
+            f"({bad[0]}); rerun with a smaller --alpha or --unlearn_lr. No results were written."
+        )
+
+
+def run_unlearning(method, data_loaders, model, args, device):
+    """Run `method` seeded by --seed; returns its wall-clock seconds (the RTE, nothing else timed).
+
+    Checks afterwards that the weights are finite and the mask is the one it was given.
+    """
+    input_mask = pruner.current_mask(model)
+    setup_seed(args.seed)
+    device_synchronize(device)
+    start = time.perf_counter()
+    method(data_loaders, model, nn.CrossEntropyLoss(), args)
+    device_synchronize(device)
+    seconds = time.perf_counter() - start
+    check_finite(model, args)
+    after = pruner.current_mask(model)
+    if any(not torch.equal(input_mask[k], after[k]) for k in input_mask):
+        raise RuntimeError(f"{args.unlearn} changed the mask: this is a bug, please report it")
+    return seconds

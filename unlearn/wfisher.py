@@ -22,7 +22,7 @@ from tqdm import tqdm
 log = logging.getLogger("unlearn_sparse")
 
 PER_SAMPLE_BYTES_BUDGET = 256 * 2**20  # memory for one chunk of per-sample gradients
-MAX_CHUNK = 64
+MAX_CHUNK = 32
 
 
 def default_chunk_size(model):

@@ -1,0 +1,186 @@
+"""Trojan cleanse: poison, train and prune on the poisoned data, unlearn the poison.
+
+--num_indexes_to_replace training images (drawn as a random forget set with --seed) get
+a --trigger_size square trigger 2 pixels in from the bottom-right corner (black, as in
+the original; white on digits, whose background is black) and the target label
+--class_to_replace. The model is trained and pruned on that set (--prune omp: train,
+prune --rate of the conv weights, rewind to epoch --rewind_epoch, 0 = the
+initialisation, retrain; --rate 0 gives a dense model) and saved to --mask; when --mask
+exists it is loaded instead (its mask applied before its weights). Then --unlearn
+forgets the poisoned samples, the clean rest being the retain set.
+
+Reports clean test accuracy and attack success rate (triggered test images of the
+other classes classified as the target), before and after unlearning, under the
+original's keys test_acc, attack_acc, test_acc_unlearn, attack_acc_unlearn, in
+<method>eval_result.pth.tar and <method>eval_result.json in --save_dir.
+
+The paper's command (CIFAR-10, resnet18):
+  python -u main_backdoor.py --save_dir ${save_dir} --mask ${mask_path} --unlearn FT --num_indexes_to_replace 4500
+On digits (a few minutes on 2 CPU cores):
+  python main_backdoor.py --dataset digits --arch resnet20s --batch_size 64 --epochs 10 --decreasing_lr 6,8 \
+      --num_indexes_to_replace 130 --rate 0.95 --rewind_epoch 2 --mask runs/trojan/sparse.pth.tar \
+      --unlearn FT --unlearn_lr 0.01 --unlearn_epochs 5 --save_dir runs/trojan
+"""
+
+import logging
+import os
+
+import torch
+
+import arg_parser
+import pruner
+import unlearn
+from dataset import DATASET_SHAPES, ImageSet, TensorLoader, add_trigger, load_dataset, select_forget_set, trigger_value
+from main_imp import resume_if_asked, run_states, setup_run
+from models import create_model
+from trainer import evaluate
+from utils import (
+    UserError,
+    atomic_save_json,
+    atomic_torch_save,
+    best_checkpoint_path,
+    complete_stages,
+    eval_json_path,
+    eval_result_path,
+    load_checkpoint,
+    run_cli,
+    save_unlearn_checkpoint,
+    setup_logging,
+    setup_seed,
+    state_dict_of,
+    unlearn_checkpoint_path,
+    versions,
+)
+
+log = logging.getLogger("unlearn_sparse")
+PRUNE_CHOICES = ("omp", "synflow")
+
+
+def check_backdoor_args(args):
+    arg_parser.check_training_args(args)
+    if not args.mask:
+        raise UserError("--mask is required: the trojaned model's file (loaded when it exists, else trained and written there)")
+    if args.num_indexes_to_replace is None or args.num_indexes_to_replace < 1:
+        raise UserError("--num_indexes_to_replace: how many training images to poison (at least 1)")
+    if args.indexes_to_replace is not None:
+        raise UserError("--indexes_to_replace is not used by main_backdoor.py: the poisoned images are drawn with --seed")
+    num_classes, side = DATASET_SHAPES[args.dataset]
+    target = 0 if args.class_to_replace is None else args.class_to_replace
+    if not 0 <= target < num_classes:
+        raise UserError(f"--class_to_replace {target}: the target label must be a class of {args.dataset}, 0..{num_classes - 1}")
+    if not 1 <= args.trigger_size <= side - 2:
+        raise UserError(
+            f"--trigger_size {args.trigger_size}: the trigger must fit 2 pixels in from the corner of a {side}x{side} image (1..{side - 2})"
+        )
+    if args.prune not in PRUNE_CHOICES:
+        raise UserError(f"--prune {args.prune}: choose one of {', '.join(PRUNE_CHOICES)}")
+    if args.rewind_epoch < 0 or (args.rate > 0 and args.prune == "omp" and args.rewind_epoch > args.epochs):
+        raise UserError(f"--rewind_epoch {args.rewind_epoch}: must be in 0..{args.epochs} (0 rewinds to the initialisation)")
+    args.class_to_replace = target
+    arg_parser.check_unlearn_args(args)
+
+
+def poison(splits, args):
+    """(poisoned training set, poisoned positions, triggered test set of the other classes)."""
+    n_train = len(splits.train)
+    if args.num_indexes_to_replace > n_train:
+        raise UserError(f"--num_indexes_to_replace {args.num_indexes_to_replace}: the training split holds only {n_train} images")
+    positions = select_forget_set(splits.train.labels.numpy(), -1, args.num_indexes_to_replace, None, args.seed).positions
+    value, target = trigger_value(args.dataset), args.class_to_replace
+    images, labels = splits.train.images.clone(), splits.train.labels.clone()
+    images[positions] = add_trigger(images[positions], args.trigger_size, value)
+    labels[positions] = target
+    others = splits.test.labels != target
+    test_images = add_trigger(splits.test.images[others], args.trigger_size, value)
+    triggered = ImageSet(test_images, torch.full_like(splits.test.labels[others], target))
+    return ImageSet(images, labels), positions, triggered
+
+
+def trojaned_model(args, splits, poisoned):
+    """Load --mask (mask first, then weights), or train and prune on the poisoned set and save it there."""
+    run, _ = setup_run(args, splits=splits, train_set=poisoned)
+    if os.path.isfile(args.mask):
+        pruner.load_pruned_model(run.model, state_dict_of(load_checkpoint(args.mask, run.device, what="--mask checkpoint")))
+        log.info("loaded the trojaned model from %s (conv sparsity %.2f%%)", args.mask, pruner.sparsity(run.model))
+        return run
+    # OMP: train, prune once, rewind, retrain (a single dense state when --rate is 0).
+    args.pruning_times = 2 if args.rate > 0 and args.prune == "omp" else 1
+    args.prune_type = "rewind_lt" if args.rewind_epoch > 0 else "lt"
+    resumed = resume_if_asked(run, args)
+    if args.prune == "synflow" and not resumed:
+        mask = pruner.synflow_mask(run.model, None, args.rate, args.synflow_rounds, tuple(splits.train.images.shape[1:]))
+        pruner.apply_mask(run.model, mask)
+        run.new_optimizer()
+    run_states(run, args)
+    best = best_checkpoint_path(args.save_dir, run.state)
+    pruner.load_pruned_model(run.model, state_dict_of(load_checkpoint(best, run.device)))
+    atomic_torch_save({"state_dict": run.model.state_dict()}, args.mask)
+    log.info("trojaned model (conv sparsity %.2f%%) saved to %s", pruner.sparsity(run.model), args.mask)
+    return run
+
+
+def main():
+    args = arg_parser.parse_args()
+    setup_logging()
+    check_backdoor_args(args)
+    if os.path.isfile(args.mask):
+        load_checkpoint(args.mask, "cpu", what="--mask checkpoint")  # refuse a bad file before any work
+    splits = load_dataset(args)
+    poisoned, positions, triggered = poison(splits, args)
+    args.num_classes, args.forget_class = splits.num_classes, None
+
+    ckpt_path = unlearn_checkpoint_path(args.save_dir, args.unlearn)
+    resumed = args.resume and os.path.isfile(ckpt_path)
+    run = trojaned_model(args, splits, poisoned) if not resumed else setup_run(args, splits=splits, train_set=poisoned)[0]
+    model, device = run.model, run.device
+    data = poisoned.to(device)
+    retain = sorted(set(range(len(poisoned))) - set(positions.tolist()))
+    bs = args.batch_size
+    loaders = {
+        "retain": TensorLoader(data, retain, bs, shuffle=True, augment=splits.augment, seed=args.seed),
+        "forget": TensorLoader(data, positions, bs, shuffle=True, augment=splits.augment, seed=args.seed),
+        "val": run.val_loader,
+        "test": run.test_loader,
+    }
+    attack_loader = TensorLoader(triggered.to(device), batch_size=bs)
+
+    if resumed:
+        saved = load_checkpoint(ckpt_path, device)
+        pruner.load_pruned_model(model, state_dict_of(saved))
+        result = dict(saved.get("evaluation_result") or {})
+        log.info("--resume: %s holds the unlearned model; skipping unlearning", ckpt_path)
+    else:
+        result = {"test_acc": evaluate(model, run.test_loader), "attack_acc": evaluate(model, attack_loader)}
+        log.info("before unlearning: clean test accuracy %.2f%%, attack success rate %.2f%%", result["test_acc"], result["attack_acc"])
+        trojaned = {k: v.clone() for k, v in model.state_dict().items()}
+        setup_seed(args.seed)  # retrain starts from a fresh initialisation, with the mask
+        model = create_model(args.arch, splits.num_classes, splits.mean, splits.std, args.imagenet_arch).to(device)
+        unlearn.prepare_model(model, trojaned, args.unlearn)
+        result["unlearn_seconds"] = unlearn.run_unlearning(unlearn.get_unlearn_method(args.unlearn), loaders, model, args, device)
+        save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn)
+
+    stages = {"test_acc_unlearn": lambda: evaluate(model, run.test_loader), "attack_acc_unlearn": lambda: evaluate(model, attack_loader)}
+    computed = complete_stages(result, stages, lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
+    if computed or not os.path.isfile(eval_json_path(args.save_dir, args.unlearn)):
+        atomic_torch_save(result, eval_result_path(args.save_dir, args.unlearn))
+        readable = {
+            "method": args.unlearn,
+            **result,
+            "sparsity": pruner.sparsity(model),
+            "poisoned": int(len(positions)),
+            "target_class": args.class_to_replace,
+            "mask": os.path.abspath(args.mask),
+            "args": vars(args),
+            "versions": versions(),
+            "units": {"*_acc*": "percent", "unlearn_seconds": "seconds", "sparsity": "percent of conv weights"},
+        }
+        atomic_save_json(readable, eval_json_path(args.save_dir, args.unlearn))
+    print(
+        f"{args.unlearn} (sparsity {pruner.sparsity(model):.2f}%): "
+        f"clean accuracy {result['test_acc']:.2f}% -> {result['test_acc_unlearn']:.2f}%, "
+        f"attack success {result['attack_acc']:.2f}% -> {result['attack_acc_unlearn']:.2f}%"
+    )
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,56 @@
+import json
+
+import pytest
+import torch
+
+import pruner
+from tests.conftest import run_script
+from utils import load_checkpoint, state_dict_of
+
+DIGITS = ["--dataset", "digits", "--arch", "resnet20s", "--batch_size", "64"]
+
+
+def test_trojan_is_planted_and_retrain_removes_it(tmp_path):
+    result = run_script(
+        "main_backdoor.py", *DIGITS, "--epochs", "8", "--decreasing_lr", "5,7", "--num_indexes_to_replace", "130", "--rate", "0",
+        "--mask", tmp_path / "trojan.pth.tar", "--unlearn", "retrain", "--unlearn_epochs", "8", "--unlearn_lr", "0.1",
+        "--save_dir", tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "retraineval_result.json") as f:
+        res = json.load(f)
+    assert res["attack_acc"] >= 90 and res["test_acc"] >= 85, res
+    assert res["attack_acc_unlearn"] < 15, res
+    saved = torch.load(tmp_path / "retraineval_result.pth.tar", weights_only=True)
+    assert {"test_acc", "attack_acc", "test_acc_unlearn", "attack_acc_unlearn"} <= set(saved)
+
+
+def test_loading_a_mask_keeps_every_conv_weight(digits_masks, tmp_path):
+    result = run_script(
+        "main_backdoor.py", *DIGITS, "--num_indexes_to_replace", "50", "--mask", digits_masks["sparse"],
+        "--unlearn", "FT", "--unlearn_epochs", "0", "--save_dir", tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    original = pruner.dense_state_dict(state_dict_of(load_checkpoint(digits_masks["sparse"])))
+    loaded = pruner.dense_state_dict(state_dict_of(load_checkpoint(tmp_path / "FTcheckpoint.pth.tar")))
+    for key, value in original.items():
+        assert torch.equal(loaded[key], value), key
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["--trigger_size", "31"], "--trigger_size 31: the trigger must fit"),
+        (["--class_to_replace", "10"], "--class_to_replace 10: the target label must be a class of digits"),
+        (["--num_indexes_to_replace", "100000"], "the training split holds only"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, options, message):
+    base = {"--num_indexes_to_replace": "10", "--mask": str(tmp_path / "m.pth.tar")}
+    for flag, value in zip(options[::2], options[1::2]):
+        base[flag] = value
+    args = [x for kv in base.items() for x in kv]
+    result = run_script("main_backdoor.py", *DIGITS, *args, "--save_dir", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "m.pth.tar").exists()
