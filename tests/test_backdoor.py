@@ -54,3 +54,14 @@ def test_bad_input_is_one_line(tmp_path, options, message):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "m.pth.tar").exists()
+
+
+def test_resume_skips_what_is_done(digits_masks, tmp_path):
+    args = [*DIGITS, "--num_indexes_to_replace", "50", "--mask", digits_masks["sparse"], "--unlearn", "GA", "--unlearn_epochs", "1"]
+    first = run_script("main_backdoor.py", *args, "--unlearn_lr", "0.0001", "--save_dir", tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = (tmp_path / "GAeval_result.json").read_bytes()
+    again = run_script("main_backdoor.py", *args, "--unlearn_lr", "0.0001", "--save_dir", tmp_path, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "skipping unlearning" in again.stderr and "GA epoch" not in again.stderr
+    assert (tmp_path / "GAeval_result.json").read_bytes() == before
