@@ -60,3 +60,13 @@ def test_svc_mia_accepts_a_missing_target(digits):
     test = TensorLoader(digits.test, range(60), batch_size=32)
     scores = SVC_MIA(shadow_train=loader, target_train=None, target_test=test, shadow_test=test, model=model)
     assert all(0 <= v <= 1 for v in scores.values())
+
+
+def test_parallel_fits_give_the_sequential_scores(digits):
+    model, _ = memorising_model(digits, steps=100)
+    retain = TensorLoader(digits.train, range(300), batch_size=64)
+    test = TensorLoader(digits.test, batch_size=64)
+    args = dict(shadow_train=retain.subset(0, 150), target_train=retain.subset(150, None), target_test=test.subset(180, None))
+    sequential = SVC_MIA(**args, shadow_test=test.subset(0, 180), model=model, workers=1)
+    parallel = SVC_MIA(**args, shadow_test=test.subset(0, 180), model=model, workers=5)
+    assert parallel == sequential

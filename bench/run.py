@@ -1,0 +1,48 @@
+"""Every benchmark, one line each: `<name>: <baseline s> -> <ours s> (<ratio>x)`.
+
+    python bench/run.py [--gpu 0] [--quick]
+
+Baseline and ours run in the same process on the same data; a floor is printed where
+one exists. Run it alone on the machine: other load distorts the timings (on 2 cores a
+second torch process makes every OpenMP region wait for a descheduled thread).
+"""
+
+import argparse
+import os
+import platform
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import iu_grads  # noqa: E402
+import mia  # noqa: E402
+import pipeline  # noqa: E402
+import train_speed  # noqa: E402
+from common import line  # noqa: E402
+
+from utils import get_device  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gpu", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not figures to report)")
+    args = parser.parse_args()
+    device = get_device(args.gpu)
+    print(f"# {platform.node()}: {os.cpu_count()} CPU cores, device {device}, torch {torch.__version__}")
+    scale = 4 if args.quick else 1
+
+    t_base, t_ours = pipeline.measure(device, n_images=10000 // scale)
+    print(line("data_pipeline (one epoch of CIFAR-shaped images)", t_base, t_ours), flush=True)
+    t_base, t_ours = train_speed.measure_epoch(device, "resnet20s")
+    print(line("train_epoch (resnet20s, digits)", t_base, t_ours), flush=True)
+    t_loop, t_batched, t_floor, _ = iu_grads.measure(device, samples=256 // scale)
+    print(line("iu_per_sample_grads (resnet20s)", t_loop, t_batched, t_floor), flush=True)
+    t_seq, t_par = mia.measure(n=2000 // scale)
+    print(line("membership_inference (both attacks)", t_seq, t_par), flush=True)
+
+
+if __name__ == "__main__":
+    main()
