@@ -54,6 +54,10 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     train.add_argument("--warmup", type=int, default=0, help="epochs of linear learning-rate warm-up")
     train.add_argument("--print_freq", type=int, default=50, help="accepted for compatibility; progress is a tqdm bar")
     train.add_argument("--decreasing_lr", type=str, default="91,136", help="epochs at which the rate is multiplied by 0.1")
+    speed = parser.add_argument_group("speed (off by default, so that results stay comparable with the paper)")
+    speed.add_argument("--amp", action="store_true", help="train in bfloat16 autocast")
+    speed.add_argument("--channels_last", action="store_true", help="channels-last memory format for the model and its inputs")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps; same state-dict keys)")
 
     pruning = parser.add_argument_group("pruning")
     pruning.add_argument("--prune", type=str, default="omp", help="pruning method of main_backdoor.py")

@@ -32,8 +32,7 @@ import pruner
 import unlearn
 from dataset import DATASET_SHAPES, ImageSet, TensorLoader, add_trigger, load_dataset, select_forget_set, trigger_value
 from main_imp import resume_if_asked, run_states, setup_run
-from models import create_model
-from trainer import evaluate
+from trainer import build_model, evaluate
 from utils import (
     UserError,
     atomic_save_json,
@@ -154,7 +153,7 @@ def main():
         log.info("before unlearning: clean test accuracy %.2f%%, attack success rate %.2f%%", result["test_acc"], result["attack_acc"])
         trojaned = {k: v.clone() for k, v in model.state_dict().items()}
         setup_seed(args.seed)  # retrain starts from a fresh initialisation, with the mask
-        model = create_model(args.arch, splits.num_classes, splits.mean, splits.std, args.imagenet_arch).to(device)
+        model = build_model(args, splits, device)
         unlearn.prepare_model(model, trojaned, args.unlearn)
         result["unlearn_seconds"] = unlearn.run_unlearning(unlearn.get_unlearn_method(args.unlearn), loaders, model, args, device)
         save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn)

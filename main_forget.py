@@ -25,7 +25,7 @@ import evaluation
 import pruner
 import unlearn
 from dataset import TensorLoader, load_dataset, select_forget_set, unlearning_positions
-from models import create_model
+from trainer import build_model
 from utils import (
     UserError,
     atomic_save_json,
@@ -118,7 +118,7 @@ def main():
     method_loaders, eval_loaders = build_loaders(splits, positions, args, device)
 
     setup_seed(args.seed)
-    model = create_model(args.arch, splits.num_classes, splits.mean, splits.std, args.imagenet_arch).to(device)
+    model = build_model(args, splits, device)
     ckpt_path = unlearn_checkpoint_path(args.save_dir, args.unlearn)
     result = None
     if args.resume and os.path.isfile(ckpt_path):

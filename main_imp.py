@@ -23,8 +23,7 @@ import os
 import arg_parser
 import pruner
 from dataset import TensorLoader, load_dataset
-from models import create_model
-from trainer import evaluate, make_optimizer, make_scheduler, parse_milestones, train_epoch
+from trainer import build_model, evaluate, make_optimizer, make_scheduler, parse_milestones, train_epoch
 from utils import (
     UserError,
     atomic_save_json,
@@ -142,6 +141,8 @@ class ImpRun:
                 warmup_epochs=a.warmup,
                 base_lr=a.lr,
                 desc=f"state {self.state}",
+                amp=a.amp,
+                channels_last=a.channels_last,
             )
             if self.state == 0 and epoch + 1 == a.rewind_epoch:
                 atomic_torch_save(self.model.state_dict(), rewind_weight_path(a.save_dir, epoch + 1))
@@ -175,7 +176,7 @@ class ImpRun:
             "checkpoint": os.path.basename(best_path),
         }
         if os.path.isfile(best_path):
-            best = copy.deepcopy(self.model)
+            best = pruner.clone_model(self.model)
             pruner.load_pruned_model(best, state_dict_of(load_checkpoint(best_path, self.device)))
             val = self.history["val_ta"]
             row.update(
@@ -227,7 +228,7 @@ def setup_run(args, splits=None, train_set=None):
     os.makedirs(args.save_dir, exist_ok=True)
     splits = splits if splits is not None else load_dataset(args)
     setup_seed(args.train_seed)
-    model = create_model(args.arch, splits.num_classes, splits.mean, splits.std, args.imagenet_arch).to(device)
+    model = build_model(args, splits, device)
     train = train_set if train_set is not None else splits.train
     loaders = (
         TensorLoader(train.to(device), batch_size=args.batch_size, shuffle=True, augment=splits.augment, seed=args.train_seed),

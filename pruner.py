@@ -34,6 +34,19 @@ def conv_weight(module):
     return module.weight
 
 
+def clone_model(model):
+    """A deep copy of a model, pruned or not.
+
+    A pruned layer's `weight` is recomputed from `weight_orig * weight_mask` before every
+    forward; after a forward with gradients it is a non-leaf tensor, which deepcopy refuses.
+    Detaching it first is harmless: the next forward recomputes it.
+    """
+    for _, m in conv_layers(model):
+        if prune.is_pruned(m):
+            m.weight = (m.weight_orig * m.weight_mask).detach()
+    return copy.deepcopy(model)
+
+
 def full_mask(model):
     return {name + MASK_SUFFIX: torch.ones_like(m.weight) for name, m in conv_layers(model)}
 
@@ -93,7 +106,7 @@ class _SynFlowNet:
     """
 
     def __init__(self, model, input_shape):
-        self.net = copy.deepcopy(model).double().eval()
+        self.net = clone_model(model).double().eval()
         remove_prune(self.net)
         with torch.no_grad():
             for tensor in self.net.state_dict().values():

@@ -45,11 +45,43 @@ def _set_lr(optimizer, lr):
         group["lr"] = lr
 
 
-def train_epoch(model, loader, optimizer, device, *, epoch=0, warmup_epochs=0, base_lr=None, loss_sign=1.0, penalty=None, desc="train"):
-    """One pass over `loader`. Returns {"loss", "acc" (percent), "seconds"}.
+def build_model(args, splits, device):
+    """The --arch model for the dataset's classes and statistics, on the device, with the speed options."""
+    from models import create_model
+
+    model = create_model(args.arch, splits.num_classes, splits.mean, splits.std, args.imagenet_arch).to(device)
+    return apply_speed_options(model, args)
+
+
+def apply_speed_options(model, args):
+    """--channels_last and --compile on a model (in place; state-dict keys unchanged)."""
+    if getattr(args, "channels_last", False):
+        model.to(memory_format=torch.channels_last)
+    if getattr(args, "compile", False):
+        model.compile()
+    return model
+
+
+def train_epoch(
+    model,
+    loader,
+    optimizer,
+    device,
+    *,
+    epoch=0,
+    warmup_epochs=0,
+    base_lr=None,
+    loss_sign=1.0,
+    penalty=None,
+    desc="train",
+    amp=False,
+    channels_last=False,
+):
+    """One pass over `loader`. Returns {"loss", "acc" (percent), "seconds", "images_per_s"}.
 
     loss = loss_sign * cross-entropy (+ penalty(model) when given). During the
     first `warmup_epochs` epochs the rate rises linearly per step to `base_lr`.
+    `amp` runs the forward pass in bfloat16 autocast; `channels_last` converts inputs.
     """
     model.train()
     steps = len(loader)
@@ -61,8 +93,11 @@ def train_epoch(model, loader, optimizer, device, *, epoch=0, warmup_epochs=0, b
     for step, (images, labels) in enumerate(bar):
         if epoch < warmup_epochs:
             _set_lr(optimizer, base_lr * min(1.0, (epoch * steps + step + 1) / (warmup_epochs * steps)))
-        logits = model(images)
-        loss = loss_sign * F.cross_entropy(logits, labels)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(images)
+            loss = loss_sign * F.cross_entropy(logits.float(), labels)
         if penalty is not None:
             loss = loss + penalty(model)
         optimizer.zero_grad(set_to_none=True)

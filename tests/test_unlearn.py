@@ -138,3 +138,34 @@ def test_l1_schedule():
     assert [l1_weight(e, 1.0, 4, 0) for e in range(4)] == [1.0, 0.75, 0.5, 0.25]
     assert [l1_weight(e, 1.0, 4, 2) for e in range(4)] == [1.0, 0.5, 0.0, 0.0]
     assert l1_weight(0, 0.3, 2, 2) == 0.3
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet20s"])
+def test_batched_fisher_equals_the_class_loop(arch):
+    from unlearn.fisher import fisher_diagonal
+
+    torch.manual_seed(0)
+    model = TinyNet() if arch == "tiny" else model_dict["resnet20s"](num_classes=3)
+    pruner.pruning_model(model, 0.5)
+    loader = TensorLoader(
+        tiny_data(20) if arch == "tiny" else ImageSet(tiny_data(20).images.repeat(1, 1, 4, 4), tiny_data(20).labels), batch_size=8
+    )
+    loop = fisher_diagonal(model, loader, 3, batched=False)
+    batched = fisher_diagonal(model, loader, 3, batched=True)
+    for a, b in zip(loop, batched):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-12)
+
+
+def test_iu_chunk_size_follows_the_free_memory(monkeypatch):
+    import importlib
+
+    wf = importlib.import_module("unlearn.wfisher")  # the package attribute is the function
+
+    model = model_dict["resnet20s"](num_classes=10)
+    per_sample = 2 * 4 * sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(wf, "free_memory_bytes", lambda device: 40 * per_sample)
+    assert wf.default_chunk_size(model) == 10  # a quarter of the free memory
+    monkeypatch.setattr(wf, "free_memory_bytes", lambda device: 10**15)
+    assert wf.default_chunk_size(model) == wf.MAX_CHUNK
+    monkeypatch.setattr(wf, "free_memory_bytes", lambda device: 1)
+    assert wf.default_chunk_size(model) == 1

@@ -28,24 +28,50 @@ def classifier_parameters(model):
     return {id(p) for p in linears[-1].parameters()} if linears else set()
 
 
-def fisher_diagonal(model, loader, num_classes):
-    """Per parameter, the class-weighted squared gradients averaged over batches."""
+def fisher_diagonal(model, loader, num_classes, batched=None):
+    """Per parameter, the class-weighted squared gradients averaged over batches.
+
+    The `num_classes` backward passes of a batch run one by one, or batched through
+    `is_grads_batched` (vmap over the backward pass). Batching pays on a GPU, not on a
+    few CPU cores (measured 0.76x on 2), so `batched=None` batches on CUDA only.
+    """
     model.eval()
     params = list(model.parameters())
+    device = params[0].device
+    if batched is None:
+        batched = device.type == "cuda"
     fisher = [torch.zeros_like(p) for p in params]
     batches = 0
     for images, _ in tqdm(loader, desc="FF Fisher", leave=False, disable=None):
         logits = model(images)
         prob = F.softmax(logits, dim=-1).detach()
-        for y in range(num_classes):
-            target = torch.full((len(images),), y, dtype=torch.long, device=images.device)
-            grads = torch.autograd.grad(F.cross_entropy(logits, target), params, retain_graph=y < num_classes - 1, allow_unused=True)
-            weight = prob[:, y].mean()
-            for acc, g in zip(fisher, grads):
-                if g is not None:
-                    acc.add_(weight * g.pow(2))
+        weights = prob.mean(dim=0)  # mean_batch(p_y) for every class y
+        if batched:
+            _accumulate_batched(fisher, params, logits, weights, num_classes)
+        else:
+            for y in range(num_classes):
+                target = torch.full((len(images),), y, dtype=torch.long, device=images.device)
+                grads = torch.autograd.grad(F.cross_entropy(logits, target), params, retain_graph=y < num_classes - 1, allow_unused=True)
+                for acc, g in zip(fisher, grads):
+                    if g is not None:
+                        acc.add_(weights[y] * g.pow(2))
         batches += 1
     return [f / max(batches, 1) for f in fisher]
+
+
+def _accumulate_batched(fisher, params, logits, weights, num_classes, budget_bytes=512 * 2**20):
+    """The per-class backward passes of one batch, several classes per (vmapped) call."""
+    # CE(logits, all targets y) = logsumexp(logits) - mean(logits[:, y]), for every y at once.
+    losses = (torch.logsumexp(logits, dim=1)[:, None] - logits).mean(dim=0)
+    n_params = sum(p.numel() for p in params)
+    per_call = max(1, min(num_classes, budget_bytes // (4 * n_params)))
+    eye = torch.eye(num_classes, device=logits.device, dtype=logits.dtype)
+    for start in range(0, num_classes, per_call):
+        stop = min(start + per_call, num_classes)
+        grads = torch.autograd.grad(losses, params, grad_outputs=eye[start:stop], is_grads_batched=True, retain_graph=stop < num_classes)
+        w = weights[start:stop]
+        for acc, g in zip(fisher, grads):
+            acc.add_(torch.tensordot(w, g.pow(2), dims=1))
 
 
 def noise_mean_var(param, fisher, alpha, is_classifier, forget_class=None):

@@ -36,6 +36,8 @@ def iterative_unlearn(data_loaders, model, args, *, loader="retain", loss_sign=1
             loss_sign=loss_sign,
             penalty=penalty,
             desc=name,
+            amp=getattr(args, "amp", False),
+            channels_last=getattr(args, "channels_last", False),
         )
         scheduler.step()
         log.info(

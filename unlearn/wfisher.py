@@ -13,6 +13,7 @@ call), not from one backward pass per sample.
 """
 
 import logging
+import os
 
 import torch
 import torch.nn.functional as F
@@ -21,13 +22,37 @@ from tqdm import tqdm
 
 log = logging.getLogger("unlearn_sparse")
 
-PER_SAMPLE_BYTES_BUDGET = 256 * 2**20  # memory for one chunk of per-sample gradients
-MAX_CHUNK = 32
+MAX_CHUNK = 32  # beyond this the batched call stops paying on CPU (bench/iu_grads.py)
+MEMORY_SHARE = 0.25  # of the free memory one chunk of per-sample gradients may take
+
+
+def free_memory_bytes(device):
+    """Free memory on the device: CUDA's own count, else the machine's available RAM."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:  # Linux: MemAvailable counts reclaimable page cache, unlike the free pages
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**30
 
 
 def default_chunk_size(model):
-    n_params = sum(p.numel() for p in model.parameters())
-    return max(1, min(MAX_CHUNK, PER_SAMPLE_BYTES_BUDGET // (4 * n_params)))
+    """Samples per vmapped gradient call: fits a share of the free memory, at most MAX_CHUNK.
+
+    Each sample's gradient is as large as the model, plus about as much again for the
+    activations of the backward pass.
+    """
+    params = list(model.parameters())
+    per_sample = 2 * 4 * sum(p.numel() for p in params)
+    budget = MEMORY_SHARE * free_memory_bytes(params[0].device)
+    max_chunk = 4 * MAX_CHUNK if params[0].device.type == "cuda" else MAX_CHUNK
+    return int(max(1, min(max_chunk, budget // per_sample)))
 
 
 def flat(tensors):
