@@ -13,7 +13,7 @@ FT on CIFAR-10 class-wise forgetting (paper; about 10 GPU-minutes):
   python -u main_forget.py --save_dir ${save_dir} --mask ${mask_path} --unlearn FT \
       --num_indexes_to_replace 4500 --unlearn_lr 0.01 --unlearn_epochs 10
 On digits (seconds on a CPU):
-  python main_forget.py --dataset digits --arch resnet20s --mask runs/demo/1model_SA_best.pth.tar \
+  python main_forget.py --dataset digits --arch resnet20s --mask runs/demo/imp/1model_SA_best.pth.tar \
       --unlearn FT --unlearn_lr 0.01 --unlearn_epochs 5 --batch_size 64 --save_dir runs/ft
 """
 
