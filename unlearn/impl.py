@@ -51,9 +51,15 @@ def check_finite(model, args):
     """UserError naming the method and its strength when the weights are no longer finite."""
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
+        settings = []
+        if args.unlearn in ("fisher_new", "wfisher", "FT_prune"):
+            settings.append(f"--alpha {args.alpha:g}")
+        if args.unlearn not in ("fisher_new", "wfisher"):
+            settings.append(f"--unlearn_lr {args.unlearn_lr:g}")
+        options = " or ".join(s.split()[0] for s in settings)
         raise UserError(
-            f"{args.unlearn} with --alpha {args.alpha:g} --unlearn_lr {args.unlearn_lr:g} made the weights non-finite "
-            f"({bad[0]}); rerun with a smaller --alpha or --unlearn_lr. No results were written."
+            f"{args.unlearn} with {' '.join(settings)} made the weights non-finite ({bad[0]}); "
+            f"rerun with a smaller {options}. No results were written."
         )
 
 
