@@ -10,6 +10,7 @@ import logging
 import os
 import pickle
 import random
+import signal
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -24,13 +25,33 @@ class UserError(Exception):
     """Bad input: the message says what is wrong and how to fix it (exit code 2)."""
 
 
+class Preempted(Exception):
+    """SIGTERM arrived (Slurm sends it before killing or re-queueing a job)."""
+
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a job killed by it
+
+
+def _raise_preempted(signum, frame):
+    raise Preempted(signal.Signals(signum).name)
+
+
 def run_cli(main):
-    """Run an entry script's `main()`: bad input gives one line on stderr and exit 2."""
+    """Run an entry script's `main()`.
+
+    Bad input gives one line on stderr and exit 2. SIGTERM stops the run between two
+    steps with exit 143; every file is written atomically and main_imp.py/main_synflow.py
+    checkpoint every epoch, so `--resume` continues from the last finished epoch.
+    """
+    signal.signal(signal.SIGTERM, _raise_preempted)
     try:
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as stop:
+        print(f"stopped by {stop}: rerun the same command with --resume to continue from the last saved checkpoint", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 def setup_logging():

@@ -105,3 +105,22 @@ def test_run_stopped_in_state_1_resumes_where_it_stopped(tmp_path):
     assert end_resumed["epoch"] == 3
     for key, value in end_whole["state_dict"].items():
         assert torch.equal(value, end_resumed["state_dict"][key]), key
+
+
+def test_sigterm_stops_with_a_checkpoint_that_resumes(tmp_path):
+    options = [*DIGITS_FAST, "--epochs", "4", "--pruning_times", "1"]
+    cmd = [sys.executable, os.path.join(ROOT, "main_imp.py"), *options, "--save_dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not os.path.exists(checkpoint_path(tmp_path, 0)) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    saved = load_checkpoint(checkpoint_path(tmp_path, 0))
+    assert 1 <= saved["epoch"] < 4
+    resumed = run_script("main_imp.py", *options, "--save_dir", tmp_path, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"state 0, {saved['epoch']} epochs done" in resumed.stderr
+    assert load_checkpoint(checkpoint_path(tmp_path, 0))["epoch"] == 4
