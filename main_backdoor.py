@@ -43,7 +43,6 @@ from utils import (
     eval_result_path,
     load_checkpoint,
     run_cli,
-    save_unlearn_checkpoint,
     setup_logging,
     setup_seed,
     state_dict_of,
@@ -144,10 +143,7 @@ def main():
     attack_loader = TensorLoader(triggered.to(device), batch_size=bs)
 
     if resumed:
-        saved = load_checkpoint(ckpt_path, device)
-        pruner.load_pruned_model(model, state_dict_of(saved))
-        result = dict(saved.get("evaluation_result") or {})
-        log.info("--resume: %s holds the unlearned model; skipping unlearning", ckpt_path)
+        result = unlearn.load_unlearn_checkpoint(model, args.save_dir, args.unlearn, device)
     else:
         result = {"test_acc": evaluate(model, run.test_loader), "attack_acc": evaluate(model, attack_loader)}
         log.info("before unlearning: clean test accuracy %.2f%%, attack success rate %.2f%%", result["test_acc"], result["attack_acc"])
@@ -156,10 +152,10 @@ def main():
         model = build_model(args, splits, device)
         unlearn.prepare_model(model, trojaned, args.unlearn)
         result["unlearn_seconds"] = unlearn.run_unlearning(unlearn.get_unlearn_method(args.unlearn), loaders, model, args, device)
-        save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn)
+        unlearn.save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn)
 
     stages = {"test_acc_unlearn": lambda: evaluate(model, run.test_loader), "attack_acc_unlearn": lambda: evaluate(model, attack_loader)}
-    computed = complete_stages(result, stages, lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
+    computed = complete_stages(result, stages, lambda: unlearn.save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
     if computed or not os.path.isfile(eval_json_path(args.save_dir, args.unlearn)):
         atomic_torch_save(result, eval_result_path(args.save_dir, args.unlearn))
         readable = {

@@ -38,7 +38,6 @@ from utils import (
     get_device,
     load_checkpoint,
     run_cli,
-    save_unlearn_checkpoint,
     setup_logging,
     setup_seed,
     state_dict_of,
@@ -122,17 +121,14 @@ def main():
     ckpt_path = unlearn_checkpoint_path(args.save_dir, args.unlearn)
     result = None
     if args.resume and os.path.isfile(ckpt_path):
-        saved = load_checkpoint(ckpt_path, device)
-        pruner.load_pruned_model(model, state_dict_of(saved))
-        result = dict(saved.get("evaluation_result") or {})
-        log.info("--resume: %s holds the unlearned model; skipping unlearning", ckpt_path)
+        result = unlearn.load_unlearn_checkpoint(model, args.save_dir, args.unlearn, device)
     if not result or "unlearn_seconds" not in result:
         unlearn.prepare_model(model, mask_state, args.unlearn)
         log.info("%s from %s (conv sparsity %.2f%%)", args.unlearn, args.mask, pruner.sparsity(model))
         method = unlearn.get_unlearn_method(args.unlearn)
         result = {"unlearn_seconds": unlearn.run_unlearning(method, method_loaders, model, args, device)}
         log.info("%s took %.1f s", args.unlearn, result["unlearn_seconds"])
-        save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn)
+        unlearn.save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn)
 
     retain, forget_eval, test = eval_loaders["retain"], eval_loaders["forget"], eval_loaders["test"]
     stages = {
@@ -140,7 +136,7 @@ def main():
         "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(model, retain, forget_eval, test),
         "SVC_MIA_training_privacy": lambda: evaluation.mia_training_privacy(model, retain, test),
     }
-    computed = complete_stages(result, stages, lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
+    computed = complete_stages(result, stages, lambda: unlearn.save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
     if computed or not os.path.isfile(eval_json_path(args.save_dir, args.unlearn)):
         atomic_torch_save(result, eval_result_path(args.save_dir, args.unlearn))
         atomic_save_json(readable_result(result, model, forget, args, device), eval_json_path(args.save_dir, args.unlearn))

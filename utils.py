@@ -289,11 +289,6 @@ def versions():
     }
 
 
-def save_unlearn_checkpoint(model, result, save_dir, method):
-    """`<method>checkpoint.pth.tar`: the unlearned model and its evaluation so far."""
-    atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": result}, unlearn_checkpoint_path(save_dir, method))
-
-
 def complete_stages(result, stages, save):
     """Compute each named stage missing from `result`, calling `save()` after each one.
 

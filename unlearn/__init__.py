@@ -13,7 +13,7 @@ from .fisher import fisher_new
 from .FT import FT
 from .FT_prune import FT_prune
 from .GA import GA
-from .impl import check_finite, run_unlearning
+from .impl import check_finite, load_unlearn_checkpoint, run_unlearning, save_unlearn_checkpoint
 from .retrain import retrain
 from .wfisher import wfisher
 
@@ -41,6 +41,8 @@ __all__ = [
     "check_finite",
     "run_unlearning",
     "prepare_model",
+    "save_unlearn_checkpoint",
+    "load_unlearn_checkpoint",
 ]
 
 

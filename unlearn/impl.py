@@ -8,7 +8,7 @@ from torch import nn
 
 import pruner
 from trainer import make_optimizer, make_scheduler, parse_milestones, train_epoch
-from utils import UserError, device_synchronize, setup_seed
+from utils import UserError, atomic_torch_save, device_synchronize, load_checkpoint, setup_seed, state_dict_of, unlearn_checkpoint_path
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -80,3 +80,17 @@ def run_unlearning(method, data_loaders, model, args, device):
     if any(not torch.equal(input_mask[k], after[k]) for k in input_mask):
         raise RuntimeError(f"{args.unlearn} changed the mask: this is a bug, please report it")
     return seconds
+
+
+def save_unlearn_checkpoint(model, result, save_dir, method):
+    """`<method>checkpoint.pth.tar`: the unlearned model and its evaluation so far."""
+    atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": result}, unlearn_checkpoint_path(save_dir, method))
+
+
+def load_unlearn_checkpoint(model, save_dir, method, device):
+    """Load `<method>checkpoint.pth.tar` into `model` (mask, then weights); its evaluation so far."""
+    path = unlearn_checkpoint_path(save_dir, method)
+    saved = load_checkpoint(path, device)
+    pruner.load_pruned_model(model, state_dict_of(saved))
+    log.info("--resume: %s holds the unlearned model; skipping unlearning", path)
+    return dict(saved.get("evaluation_result") or {})
