@@ -1,6 +1,9 @@
 """Every benchmark, one line each: `<name>: <baseline s> -> <ours s> (<ratio>x)`.
 
-    python bench/run.py [--gpu 0] [--quick]
+    python bench/run.py [--quick] [--gpu [N]]
+
+`--gpu` adds the GPU figures of bench/gpu.py (resnet18 epochs on CIFAR-10-shaped data with
+three pipelines, IU and FF on the GPU) and runs everything on CUDA device N (default 0).
 
 Baseline and ours run in the same process on the same data; a floor is printed where
 one exists. Run it alone on the machine: other load distorts the timings (on 2 cores a
@@ -17,6 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ff  # noqa: E402
+import gpu  # noqa: E402
 import iu_grads  # noqa: E402
 import mia  # noqa: E402
 import pipeline  # noqa: E402
@@ -28,10 +32,12 @@ from utils import get_device  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpu", type=int, default=0)
+    parser.add_argument("--gpu", type=int, nargs="?", const=0, default=None, help="also the GPU figures, on CUDA device N")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not figures to report)")
     args = parser.parse_args()
-    device = get_device(args.gpu)
+    device = get_device(args.gpu or 0)
+    if args.gpu is not None and device.type != "cuda":
+        parser.error("--gpu: no CUDA device here")
     print(f"# {platform.node()}: {os.cpu_count()} CPU cores, device {device}, torch {torch.__version__}")
     scale = 4 if args.quick else 1
 
@@ -45,6 +51,8 @@ def main():
     print(line("ff_fisher (resnet20s)", t_loop, t_default, t_floor) + f"; batched backward {t_loop / t_batched:.2f}x", flush=True)
     t_seq, t_par = mia.measure(n=2000 // scale)
     print(line("membership_inference (both attacks)", t_seq, t_par), flush=True)
+    if args.gpu is not None:
+        gpu.run(device, n_images=45000 // scale)
 
 
 if __name__ == "__main__":
