@@ -15,13 +15,16 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -r requirements.txt
 	touch $(STAMP)
 
-# The pipeline on the bundled digits data: prune first (dense and 95% sparse resnet20s),
-# then every unlearning method from both, then the paper's table.
+# The pipeline on the bundled digits data (scripts/grids/digits.json): prune first (dense
+# and 95% sparse resnet20s), then every unlearning method from both, then the paper's table.
+# Finished tasks are kept: a second `make demo` only summarises (`make clean` starts afresh).
 demo: $(STAMP)
-	rm -rf $(DEMO_DIR)
-	$(PY) scripts/demo.py --out $(DEMO_DIR)
+	$(PY) scripts/sweep.py scripts/grids/digits.json --out $(DEMO_DIR) --jobs 2
+	$(PY) scripts/summarize.py $(DEMO_DIR)
 
+# The Slurm tests need slurm-wlm and munge: installed here when missing (root with apt-get).
 test: $(STAMP) lint
+	bash tests/install_slurm.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

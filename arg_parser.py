@@ -13,8 +13,15 @@ from unlearn import DEFAULT_ALPHA, UNLEARN_METHODS
 PRUNE_TYPES = ("lt", "pt", "rewind_lt")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An unknown option or bad value gets one line (not the whole usage) and exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproduction)"):
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     data = parser.add_argument_group("data")
     data.add_argument("--data", type=str, default="../data", help="folder holding CIFAR-10/100 or SVHN (torchvision layout)")
@@ -147,8 +154,8 @@ def check_unlearn_args(args):
         raise UserError(f"--iu_chunk_size {args.iu_chunk_size}: must be at least 1")
     if args.alpha is None:
         args.alpha = DEFAULT_ALPHA.get(args.unlearn, 0.2)
-    if not math.isfinite(args.alpha):
-        raise UserError(f"--alpha {args.alpha}: must be a finite number")
+    if not math.isfinite(args.alpha) or args.alpha < 0:
+        raise UserError(f"--alpha {args.alpha:g}: must be a finite number, 0 or more (it scales the method's update or penalty)")
     if args.indexes_to_replace is not None:
         if args.class_to_replace is not None or args.num_indexes_to_replace is not None:
             raise UserError("--indexes_to_replace lists the forget set itself: drop --class_to_replace / --num_indexes_to_replace")

@@ -31,7 +31,7 @@ import arg_parser
 import pruner
 import unlearn
 from dataset import DATASET_SHAPES, ImageSet, TensorLoader, add_trigger, load_dataset, select_forget_set, trigger_value
-from main_imp import resume_if_asked, run_states, setup_run
+from main_imp import IMP_OUTPUTS, resume_if_asked, run_states, setup_run
 from trainer import build_model, evaluate
 from utils import (
     UserError,
@@ -42,11 +42,11 @@ from utils import (
     eval_json_path,
     eval_result_path,
     load_checkpoint,
+    open_save_dir,
     run_cli,
     setup_logging,
     setup_seed,
     state_dict_of,
-    unlearn_checkpoint_path,
     versions,
 )
 
@@ -94,16 +94,13 @@ def poison(splits, args):
     return ImageSet(images, labels), positions, triggered
 
 
-def trojaned_model(args, splits, poisoned):
-    """Load --mask (mask first, then weights), or train and prune on the poisoned set and save it there."""
-    run, _ = setup_run(args, splits=splits, train_set=poisoned)
-    if os.path.isfile(args.mask):
-        pruner.load_pruned_model(run.model, state_dict_of(load_checkpoint(args.mask, run.device, what="--mask checkpoint")))
+def trojaned_model(args, run, splits, mask_state):
+    """The --mask model (mask first, then weights), or train and prune on the poisoned set and save it there."""
+    if mask_state is not None:
+        pruner.load_pruned_model(run.model, mask_state)
         log.info("loaded the trojaned model from %s (conv sparsity %.2f%%)", args.mask, pruner.sparsity(run.model))
-        return run
+        return
     # OMP: train, prune once, rewind, retrain (a single dense state when --rate is 0).
-    args.pruning_times = 2 if args.rate > 0 and args.prune == "omp" else 1
-    args.prune_type = "rewind_lt" if args.rewind_epoch > 0 else "lt"
     resumed = resume_if_asked(run, args)
     if args.prune == "synflow" and not resumed:
         mask = pruner.synflow_mask(run.model, None, args.rate, args.synflow_rounds, tuple(splits.train.images.shape[1:]))
@@ -114,23 +111,32 @@ def trojaned_model(args, splits, poisoned):
     pruner.load_pruned_model(run.model, state_dict_of(load_checkpoint(best, run.device)))
     atomic_torch_save({"state_dict": run.model.state_dict()}, args.mask)
     log.info("trojaned model (conv sparsity %.2f%%) saved to %s", pruner.sparsity(run.model), args.mask)
-    return run
 
 
 def main():
     args = arg_parser.parse_args()
     setup_logging()
+    # Every check first: options, the --mask file and its fit, the data, the poison count.
     check_backdoor_args(args)
-    if os.path.isfile(args.mask):
-        load_checkpoint(args.mask, "cpu", what="--mask checkpoint")  # refuse a bad file before any work
+    mask_state = state_dict_of(load_checkpoint(args.mask, "cpu", what="--mask checkpoint")) if os.path.isfile(args.mask) else None
     splits = load_dataset(args)
     poisoned, positions, triggered = poison(splits, args)
     args.num_classes, args.forget_class = splits.num_classes, None
-
-    ckpt_path = unlearn_checkpoint_path(args.save_dir, args.unlearn)
-    resumed = args.resume and os.path.isfile(ckpt_path)
-    run = trojaned_model(args, splits, poisoned) if not resumed else setup_run(args, splits=splits, train_set=poisoned)[0]
+    args.pruning_times = 2 if args.rate > 0 and args.prune == "omp" else 1
+    args.prune_type = "rewind_lt" if args.rewind_epoch > 0 else "lt"
+    run, _ = setup_run(args, splits=splits, train_set=poisoned)
     model, device = run.model, run.device
+    if mask_state is not None:
+        try:
+            pruner.check_state_dict_fits(model, mask_state)
+        except UserError as err:
+            raise UserError(f"--mask {args.mask} (--arch {args.arch}, --dataset {args.dataset}): {err}") from None
+    result, progress = unlearn.read_resume_point(model, args.save_dir, args.unlearn, device) if args.resume else ({}, None)
+    finished = unlearn.outputs(args.unlearn) + (IMP_OUTPUTS if mask_state is None else ())
+    open_save_dir(args.save_dir, finished, resume=args.resume)
+
+    if "test_acc" not in result:
+        trojaned_model(args, run, splits, mask_state)
     data = poisoned.to(device)
     retain = sorted(set(range(len(poisoned))) - set(positions.tolist()))
     bs = args.batch_size
@@ -142,17 +148,20 @@ def main():
     }
     attack_loader = TensorLoader(triggered.to(device), batch_size=bs)
 
-    if resumed:
-        result = unlearn.load_unlearn_checkpoint(model, args.save_dir, args.unlearn, device)
-    else:
+    if "test_acc" not in result:
         result = {"test_acc": evaluate(model, run.test_loader), "attack_acc": evaluate(model, attack_loader)}
         log.info("before unlearning: clean test accuracy %.2f%%, attack success rate %.2f%%", result["test_acc"], result["attack_acc"])
-        trojaned = {k: v.clone() for k, v in model.state_dict().items()}
+        mask_state = {k: v.clone() for k, v in model.state_dict().items()}
+    if "unlearn_seconds" not in result:
+        if mask_state is None:  # resumed without --mask's file being there: the trojaned model is gone
+            raise UserError(f"--resume: {args.mask} is missing; it holds the trojaned model the unlearning started from")
         setup_seed(args.seed)  # retrain starts from a fresh initialisation, with the mask
         model = build_model(args, splits, device)
-        unlearn.prepare_model(model, trojaned, args.unlearn)
-        result["unlearn_seconds"] = unlearn.run_unlearning(unlearn.get_unlearn_method(args.unlearn), loaders, model, args, device)
-        unlearn.save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn)
+        unlearn.prepare_model(model, mask_state, args.unlearn)
+        if progress:
+            pruner.load_pruned_model(model, progress["state_dict"])
+        method = unlearn.get_unlearn_method(args.unlearn)
+        unlearn.unlearn_and_save(method, loaders, model, args, device, args.save_dir, result, progress)
 
     stages = {"test_acc_unlearn": lambda: evaluate(model, run.test_loader), "attack_acc_unlearn": lambda: evaluate(model, attack_loader)}
     computed = complete_stages(result, stages, lambda: unlearn.save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))

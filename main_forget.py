@@ -13,7 +13,7 @@ FT on CIFAR-10 class-wise forgetting (paper; about 10 GPU-minutes):
   python -u main_forget.py --save_dir ${save_dir} --mask ${mask_path} --unlearn FT \
       --num_indexes_to_replace 4500 --unlearn_lr 0.01 --unlearn_epochs 10
 On digits (seconds on a CPU):
-  python main_forget.py --dataset digits --arch resnet20s --mask runs/demo/imp/1model_SA_best.pth.tar \
+  python main_forget.py --dataset digits --arch resnet20s --mask runs/demo/masks/omp/1model_SA_best.pth.tar \
       --unlearn FT --unlearn_lr 0.01 --unlearn_epochs 5 --batch_size 64 --save_dir runs/ft
 """
 
@@ -37,11 +37,11 @@ from utils import (
     forget_indexes_path,
     get_device,
     load_checkpoint,
+    open_save_dir,
     run_cli,
     setup_logging,
     setup_seed,
     state_dict_of,
-    unlearn_checkpoint_path,
     versions,
 )
 
@@ -102,33 +102,32 @@ def readable_result(result, model, forget, args, device):
 def main():
     args = arg_parser.parse_args()
     setup_logging()
+    # Every check first: options, the mask file, the data, the forget set, the mask's fit.
     check_forget_args(args)
     device = get_device(args.gpu)
     mask_state = state_dict_of(load_checkpoint(args.mask, "cpu", what="--mask checkpoint"))
-    os.makedirs(args.save_dir, exist_ok=True)
-
     splits = load_dataset(args)
     labels = splits.train.labels.numpy()
     forget = select_forget_set(labels, args.class_to_replace, args.num_indexes_to_replace, args.indexes_to_replace, args.seed)
     args.num_classes, args.forget_class = splits.num_classes, forget.whole_class
+    setup_seed(args.seed)
+    model = build_model(args, splits, device)
+    check_mask_fits_model(model, mask_state, args)
+    result, progress = unlearn.read_resume_point(model, args.save_dir, args.unlearn, device) if args.resume else ({}, None)
+    open_save_dir(args.save_dir, unlearn.outputs(args.unlearn), resume=args.resume)
+
     atomic_save_npy(forget.positions, forget_indexes_path(args.save_dir))
     positions = unlearning_positions(splits, forget)
     log.info("forget %d, retain %d training images (%s)", len(positions["forget"]), len(positions["retain"]), scenario(forget, args))
     method_loaders, eval_loaders = build_loaders(splits, positions, args, device)
-
-    setup_seed(args.seed)
-    model = build_model(args, splits, device)
-    ckpt_path = unlearn_checkpoint_path(args.save_dir, args.unlearn)
-    result = None
-    if args.resume and os.path.isfile(ckpt_path):
-        result = unlearn.load_unlearn_checkpoint(model, args.save_dir, args.unlearn, device)
-    if not result or "unlearn_seconds" not in result:
+    if "unlearn_seconds" not in result:
         unlearn.prepare_model(model, mask_state, args.unlearn)
+        if progress:
+            pruner.load_pruned_model(model, progress["state_dict"])
         log.info("%s from %s (conv sparsity %.2f%%)", args.unlearn, args.mask, pruner.sparsity(model))
         method = unlearn.get_unlearn_method(args.unlearn)
-        result = {"unlearn_seconds": unlearn.run_unlearning(method, method_loaders, model, args, device)}
+        unlearn.unlearn_and_save(method, method_loaders, model, args, device, args.save_dir, result, progress)
         log.info("%s took %.1f s", args.unlearn, result["unlearn_seconds"])
-        unlearn.save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn)
 
     retain, forget_eval, test = eval_loaders["retain"], eval_loaders["forget"], eval_loaders["test"]
     stages = {
@@ -147,6 +146,14 @@ def main():
         f"{args.unlearn}: UA {m['UA']:.2f}  MIA-Efficacy {m['MIA-Efficacy']:.2f}  RA {m['RA']:.2f}  TA {m['TA']:.2f}  "
         f"RTE {m['RTE']:.3f} min  (sparsity {pruner.sparsity(model):.2f}%)"
     )
+
+
+def check_mask_fits_model(model, state_dict, args):
+    """UserError naming --mask when its checkpoint was made for another --arch or dataset."""
+    try:
+        pruner.check_state_dict_fits(model, state_dict)
+    except UserError as err:
+        raise UserError(f"--mask {args.mask} (--arch {args.arch}, --dataset {args.dataset}): {err}") from None
 
 
 def scenario(forget, args):

@@ -33,6 +33,7 @@ from utils import (
     get_device,
     imp_summary_path,
     load_checkpoint,
+    open_save_dir,
     plot_training_curve,
     rewind_weight_path,
     rng_state,
@@ -46,6 +47,14 @@ from utils import (
 )
 
 log = logging.getLogger("unlearn_sparse")
+# What a run writes in --save_dir; a new run without --resume moves an earlier run's aside.
+IMP_OUTPUTS = (
+    "[0-9]*checkpoint.pth.tar",
+    "[0-9]*model_SA_best.pth.tar",
+    "[0-9]*net_train.png",
+    "epoch_*_rewind_weight.pt",
+    "imp_summary.json",
+)
 PLOT_EVERY = 10  # epochs between training-curve updates (always at the end of a state)
 
 
@@ -225,7 +234,6 @@ def setup_run(args, splits=None, train_set=None):
     (main_backdoor.py trains on a poisoned copy).
     """
     device = get_device(args.gpu)
-    os.makedirs(args.save_dir, exist_ok=True)
     splits = splits if splits is not None else load_dataset(args)
     setup_seed(args.train_seed)
     model = build_model(args, splits, device)
@@ -275,6 +283,7 @@ def main():
     check_imp_args(args)
     run, _ = setup_run(args)
     resume_if_asked(run, args)
+    open_save_dir(args.save_dir, IMP_OUTPUTS, resume=args.resume)
     run_states(run, args)
 
 

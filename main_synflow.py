@@ -20,8 +20,8 @@ import logging
 
 import arg_parser
 import pruner
-from main_imp import check_imp_args, resume_if_asked, run_states, setup_run
-from utils import UserError, run_cli, setup_logging
+from main_imp import IMP_OUTPUTS, check_imp_args, resume_if_asked, run_states, setup_run
+from utils import UserError, open_save_dir, run_cli, setup_logging
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -34,7 +34,9 @@ def main():
     args.pruning_times = 1  # one sparse state; no rewinding
     check_imp_args(args)
     run, splits = setup_run(args)
-    if not resume_if_asked(run, args):
+    resumed = resume_if_asked(run, args)
+    open_save_dir(args.save_dir, IMP_OUTPUTS, resume=args.resume)
+    if not resumed:
         shape = tuple(splits.train.images.shape[1:])
         mask = pruner.synflow_mask(run.model, None, args.rate, args.synflow_rounds, shape)
         pruner.apply_mask(run.model, mask)

@@ -5,14 +5,19 @@ atomically (temporary file in the same folder, then rename) and every checkpoint
 is read with `weights_only=True` (a checkpoint cannot run code).
 """
 
+import glob
 import json
 import logging
+import logging.handlers
 import os
 import pickle
+import pickletools
 import random
 import signal
 import sys
 import tempfile
+import time
+import zipfile
 from contextlib import contextmanager
 
 import numpy as np
@@ -39,23 +44,83 @@ def _raise_preempted(signum, frame):
 def run_cli(main):
     """Run an entry script's `main()`.
 
-    Bad input gives one line on stderr and exit 2. SIGTERM stops the run between two
-    steps with exit 143; every file is written atomically and main_imp.py/main_synflow.py
-    checkpoint every epoch, so `--resume` continues from the last finished epoch.
+    Bad input gives one line on stderr and exit 2: log lines are held back until the
+    script calls `open_save_dir` (its checks passed), and dropped when a check fails.
+    SIGTERM stops the run between two steps with exit 143; every file is written
+    atomically and the scripts checkpoint every epoch, so `--resume` continues from
+    the last finished epoch.
     """
     signal.signal(signal.SIGTERM, _raise_preempted)
     try:
         main()
     except UserError as err:
+        _drop_held_logs()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except Preempted as stop:
+        _release_held_logs()
         print(f"stopped by {stop}: rerun the same command with --resume to continue from the last saved checkpoint", file=sys.stderr)
         sys.exit(PREEMPTED_EXIT_CODE)
 
 
+_held_logs = None  # the MemoryHandler holding log lines until the checks have passed
+
+
 def setup_logging():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    """INFO lines with a time stamp on stderr, held back until `open_save_dir` (see run_cli)."""
+    global _held_logs
+    stream = logging.StreamHandler()
+    stream.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    _held_logs = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1, target=stream, flushOnClose=False)
+    root = logging.getLogger()
+    root.handlers = [_held_logs]
+    root.setLevel(logging.INFO)
+
+
+def _release_held_logs():
+    """Print the held lines and log directly from now on."""
+    global _held_logs
+    if _held_logs is None:
+        return
+    root = logging.getLogger()
+    root.removeHandler(_held_logs)
+    _held_logs.flush()
+    root.addHandler(_held_logs.target)
+    _held_logs = None
+
+
+def _drop_held_logs():
+    global _held_logs
+    if _held_logs is not None:
+        _held_logs.buffer.clear()
+        logging.getLogger().removeHandler(_held_logs)
+        _held_logs = None
+
+
+def open_save_dir(save_dir, finished_files=(), resume=False):
+    """The checks have passed: show the log, create --save_dir, keep finished results aside.
+
+    Without --resume, files of an earlier run that this run would overwrite
+    (`finished_files`, glob patterns in save_dir) move to save_dir/previous-<time>/,
+    and a warning names that folder: nothing is destroyed silently.
+    """
+    _release_held_logs()
+    os.makedirs(save_dir, exist_ok=True)
+    if resume:
+        return None
+    found = sorted({path for pattern in finished_files for path in glob.glob(os.path.join(glob.escape(save_dir), pattern))})
+    if not found:
+        return None
+    stamp = os.path.join(save_dir, "previous-" + time.strftime("%Y%m%d-%H%M%S"))
+    aside, n = stamp, 1
+    while os.path.exists(aside):
+        aside, n = f"{stamp}.{n}", n + 1
+    os.makedirs(aside)
+    for path in found:
+        os.replace(path, os.path.join(aside, os.path.basename(path)))
+    names = ", ".join(os.path.basename(p) for p in found[:4]) + (", ..." if len(found) > 4 else "")
+    log.warning("%s held results of an earlier run (%s): moved them to %s (use --resume to continue a run instead)", save_dir, names, aside)
+    return aside
 
 
 # ---------------------------------------------------------------- device and seeds
@@ -219,6 +284,32 @@ def save_checkpoint(state, is_SA_best, save_path, pruning, filename="checkpoint.
 # ---------------------------------------------------------------- safe loading
 
 
+def pickled_globals(path):
+    """The `module.name`s a checkpoint's pickle would import on loading, read without loading it.
+
+    None when the file is not a readable pickle (torch.save's zip or legacy format).
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                data = archive.read(member)
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+        names, strings = [], []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL":
+                names.append(arg.replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return names
+    except Exception:
+        return None
+
+
 def load_checkpoint(path, device="cpu", what="checkpoint"):
     """Load a checkpoint with `weights_only=True`, or raise UserError in one line."""
     if not path:
@@ -228,12 +319,18 @@ def load_checkpoint(path, device="cpu", what="checkpoint"):
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"refusing to load {path}: it holds more than tensors and plain data (a pickled object that could run code): {first_line}"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise UserError(f"cannot read {what} {path}: {str(err).splitlines()[0]}") from None
+        called = [name for name in pickled_globals(path) or [] if not name.startswith(("torch.", "collections.OrderedDict", "_codecs."))]
+        if called:  # a well-formed pickle that names a function or class to call on loading
+            raise UserError(
+                f"refusing to load {path}: it holds more than tensors and plain data "
+                f"(a pickled object that could run code: {called[0]})"
+            ) from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = next((line for line in lines if "Unsupported" in line), type(err).__name__)
+        raise UserError(f"cannot read {what} {path}: not a PyTorch checkpoint, or damaged ({detail})") from None
+    except Exception as err:  # a truncated, foreign or non-torch file fails in many ways
+        detail = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot read {what} {path}: not a PyTorch checkpoint, or damaged ({type(err).__name__}: {detail})") from None
 
 
 def state_dict_of(checkpoint):

@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import demo  # noqa: E402
 import ff  # noqa: E402
 import gpu  # noqa: E402
 import iu_grads  # noqa: E402
@@ -33,7 +34,7 @@ from utils import get_device  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gpu", type=int, nargs="?", const=0, default=None, help="also the GPU figures, on CUDA device N")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not figures to report)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and no make_demo (a smoke run, not figures to report)")
     args = parser.parse_args()
     device = get_device(args.gpu or 0)
     if args.gpu is not None and device.type != "cuda":
@@ -51,6 +52,8 @@ def main():
     print(line("ff_fisher (resnet20s)", t_loop, t_default, t_floor) + f"; batched backward {t_loop / t_batched:.2f}x", flush=True)
     t_seq, t_par = mia.measure(n=2000 // scale)
     print(line("membership_inference (both attacks)", t_seq, t_par), flush=True)
+    if not args.quick:  # about 15 minutes on 2 cores
+        print(line("make_demo (digits grid, 1 worker -> 2 workers)", *demo.measure()), flush=True)
     if args.gpu is not None:
         gpu.run(device, n_images=45000 // scale)
 

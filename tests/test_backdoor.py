@@ -1,6 +1,5 @@
 import json
 
-import pytest
 import torch
 
 import pruner
@@ -35,25 +34,6 @@ def test_loading_a_mask_keeps_every_conv_weight(digits_masks, tmp_path):
     loaded = pruner.dense_state_dict(state_dict_of(load_checkpoint(tmp_path / "FTcheckpoint.pth.tar")))
     for key, value in original.items():
         assert torch.equal(loaded[key], value), key
-
-
-@pytest.mark.parametrize(
-    "options,message",
-    [
-        (["--trigger_size", "31"], "--trigger_size 31: the trigger must fit"),
-        (["--class_to_replace", "10"], "--class_to_replace 10: the target label must be a class of digits"),
-        (["--num_indexes_to_replace", "100000"], "the training split holds only"),
-    ],
-)
-def test_bad_input_is_one_line(tmp_path, options, message):
-    base = {"--num_indexes_to_replace": "10", "--mask": str(tmp_path / "m.pth.tar")}
-    for flag, value in zip(options[::2], options[1::2]):
-        base[flag] = value
-    args = [x for kv in base.items() for x in kv]
-    result = run_script("main_backdoor.py", *DIGITS, *args, "--save_dir", tmp_path / "out")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert message in result.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "m.pth.tar").exists()
 
 
 def test_resume_skips_what_is_done(digits_masks, tmp_path):

@@ -13,7 +13,7 @@ from .fisher import fisher_new
 from .FT import FT
 from .FT_prune import FT_prune
 from .GA import GA
-from .impl import check_finite, load_unlearn_checkpoint, run_unlearning, save_unlearn_checkpoint
+from .impl import check_finite, read_resume_point, run_unlearning, save_unlearn_checkpoint, unlearn_and_save
 from .retrain import retrain
 from .wfisher import wfisher
 
@@ -42,12 +42,19 @@ __all__ = [
     "run_unlearning",
     "prepare_model",
     "save_unlearn_checkpoint",
-    "load_unlearn_checkpoint",
+    "unlearn_and_save",
+    "read_resume_point",
+    "outputs",
 ]
 
 
 def get_unlearn_method(name):
     return UNLEARN_METHODS[name]
+
+
+def outputs(method):
+    """What an unlearning run of `method` writes in --save_dir (glob patterns)."""
+    return (f"{method}checkpoint.pth.tar", f"{method}eval_result.pth.tar", f"{method}eval_result.json")
 
 
 def prepare_model(model, state_dict, method):

@@ -1,6 +1,14 @@
-"""What the iterative methods share: one optimiser, one schedule, the one training loop."""
+"""What the methods share: one optimiser, one schedule, the one training loop, checkpoints.
+
+An unlearning run keeps `<method>checkpoint.pth.tar` in --save_dir. While an iterative
+method runs it holds, after every epoch, everything needed to continue exactly (weights
+and mask, optimizer, scheduler, RNG states, the loader's generator, the seconds spent)
+under "progress"; once the method is done it holds the unlearned model and the
+evaluation so far. `--resume` continues from either.
+"""
 
 import logging
+import os
 import time
 
 import torch
@@ -8,9 +16,56 @@ from torch import nn
 
 import pruner
 from trainer import make_optimizer, make_scheduler, parse_milestones, train_epoch
-from utils import UserError, atomic_torch_save, device_synchronize, load_checkpoint, setup_seed, state_dict_of, unlearn_checkpoint_path
+from utils import (
+    UserError,
+    atomic_torch_save,
+    device_synchronize,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+    setup_seed,
+    state_dict_of,
+    unlearn_checkpoint_path,
+)
 
 log = logging.getLogger("unlearn_sparse")
+
+
+class EpochCheckpoints:
+    """Per-epoch checkpoints of the iterative methods: where they go, and where to continue from."""
+
+    def __init__(self, path, result, saved=None):
+        self.path, self.result = path, result
+        self.saved = saved  # the "progress" of an interrupted run, or None
+        self.seconds_before = saved["seconds"] if saved else 0.0
+        self.seconds_saving = 0.0
+        self.start = time.perf_counter()
+
+    def resume(self, optimizer, scheduler, loader):
+        """The epoch to continue from (0 for a fresh run), restoring the saved states."""
+        if not self.saved:
+            return 0
+        optimizer.load_state_dict(self.saved["optimizer"])
+        scheduler.load_state_dict(self.saved["scheduler"])
+        set_rng_state(self.saved["rng"])
+        loader.set_generator_state(self.saved["loader_rng"])
+        return self.saved["epoch"]
+
+    def save(self, model, optimizer, scheduler, loader, epochs_done):
+        begin = time.perf_counter()
+        progress = {
+            "epoch": epochs_done,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "loader_rng": loader.generator_state(),
+            "seconds": self.seconds_before + begin - self.start - self.seconds_saving,
+        }
+        atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": self.result, "progress": progress}, self.path)
+        self.seconds_saving += time.perf_counter() - begin
+
+
+_checkpoints = None  # the EpochCheckpoints of the run in progress (set by unlearn_and_save)
 
 
 def iterative_unlearn(data_loaders, model, args, *, loader="retain", loss_sign=1.0, penalty_at=None, name="unlearn"):
@@ -22,12 +77,16 @@ def iterative_unlearn(data_loaders, model, args, *, loader="retain", loss_sign=1
     device = next(model.parameters()).device
     optimizer = make_optimizer(model, args.unlearn_lr, args.momentum, args.weight_decay)
     scheduler = make_scheduler(optimizer, parse_milestones(args.decreasing_lr))
-    for epoch in range(args.unlearn_epochs):
+    checkpoints, data = _checkpoints, data_loaders[loader]
+    first = checkpoints.resume(optimizer, scheduler, data) if checkpoints else 0
+    if first:
+        log.info("--resume: %s continues after epoch %d/%d", name, first, args.unlearn_epochs)
+    for epoch in range(first, args.unlearn_epochs):
         lr = optimizer.param_groups[0]["lr"]
         penalty = penalty_at(epoch) if penalty_at is not None else None
         stats = train_epoch(
             model,
-            data_loaders[loader],
+            data,
             optimizer,
             device,
             epoch=epoch,
@@ -44,6 +103,9 @@ def iterative_unlearn(data_loaders, model, args, *, loader="retain", loss_sign=1
             "%s epoch %d/%d lr %.4g loss %.4f acc %.2f%% %.1fs",
             name, epoch + 1, args.unlearn_epochs, lr, stats["loss"], stats["acc"], stats["seconds"],
         )  # fmt: skip
+        check_finite(model, args)  # stop at the first epoch that diverges; never checkpoint NaN
+        if checkpoints:
+            checkpoints.save(model, optimizer, scheduler, data, epoch + 1)
     return model
 
 
@@ -67,6 +129,8 @@ def run_unlearning(method, data_loaders, model, args, device):
     """Run `method` seeded by --seed; returns its wall-clock seconds (the RTE, nothing else timed).
 
     Checks afterwards that the weights are finite and the mask is the one it was given.
+    With per-epoch checkpoints, the seconds of the epochs before an interruption are
+    counted and the time spent writing checkpoints is not.
     """
     input_mask = pruner.current_mask(model)
     setup_seed(args.seed)
@@ -75,6 +139,8 @@ def run_unlearning(method, data_loaders, model, args, device):
     method(data_loaders, model, nn.CrossEntropyLoss(), args)
     device_synchronize(device)
     seconds = time.perf_counter() - start
+    if _checkpoints is not None:
+        seconds += _checkpoints.seconds_before - _checkpoints.seconds_saving
     check_finite(model, args)
     after = pruner.current_mask(model)
     if any(not torch.equal(input_mask[k], after[k]) for k in input_mask):
@@ -82,15 +148,46 @@ def run_unlearning(method, data_loaders, model, args, device):
     return seconds
 
 
+def unlearn_and_save(method, data_loaders, model, args, device, save_dir, result, progress=None):
+    """`run_unlearning` with per-epoch checkpoints in save_dir, continuing `progress` when given.
+
+    Sets result["unlearn_seconds"] and saves the finished checkpoint (model + result).
+    """
+    global _checkpoints
+    _checkpoints = EpochCheckpoints(unlearn_checkpoint_path(save_dir, args.unlearn), result, progress)
+    try:
+        result["unlearn_seconds"] = run_unlearning(method, data_loaders, model, args, device)
+    finally:
+        _checkpoints = None
+    save_unlearn_checkpoint(model, result, save_dir, args.unlearn)
+    return result
+
+
 def save_unlearn_checkpoint(model, result, save_dir, method):
     """`<method>checkpoint.pth.tar`: the unlearned model and its evaluation so far."""
     atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": result}, unlearn_checkpoint_path(save_dir, method))
 
 
-def load_unlearn_checkpoint(model, save_dir, method, device):
-    """Load `<method>checkpoint.pth.tar` into `model` (mask, then weights); its evaluation so far."""
+def read_resume_point(model, save_dir, method, device):
+    """What `--resume` finds in `<method>checkpoint.pth.tar`: (result so far, progress or None).
+
+    A finished unlearning (result has "unlearn_seconds") is loaded into `model`
+    (mask, then weights); an interrupted one returns its progress with the weights in
+    progress["state_dict"]; no file gives ({}, None). Checks the file fits `model`.
+    """
     path = unlearn_checkpoint_path(save_dir, method)
+    if not os.path.isfile(path):
+        log.info("--resume: no %s, starting from the beginning", path)
+        return {}, None
     saved = load_checkpoint(path, device)
-    pruner.load_pruned_model(model, state_dict_of(saved))
-    log.info("--resume: %s holds the unlearned model; skipping unlearning", path)
-    return dict(saved.get("evaluation_result") or {})
+    state_dict = state_dict_of(saved)
+    pruner.check_state_dict_fits(model, state_dict)
+    result = dict(saved.get("evaluation_result") or {})
+    if "unlearn_seconds" in result:
+        pruner.load_pruned_model(model, state_dict)
+        log.info("--resume: %s holds the unlearned model; skipping unlearning", path)
+        return result, None
+    progress = saved.get("progress")
+    if progress is None:
+        return result, None
+    return result, {**progress, "state_dict": state_dict}

@@ -1,0 +1,343 @@
+"""Run a grid of the pipeline: masks first, then every unlearning run, locally or on Slurm.
+
+    python scripts/sweep.py GRID --out RUN_DIR [--backend local|slurm] [--jobs N] [--dry-run]
+
+GRID is a JSON file (format in the README, examples in scripts/grids/). It expands into
+  mask tasks      one main_imp.py / main_synflow.py run per entry of "masks", in
+                  RUN_DIR/masks/<mask>/
+  unlearn tasks   one main_forget.py (or main_backdoor.py) run per model x scenario x
+                  method x seed, in RUN_DIR/unlearn/<model>/<scenario>/<method>/seed<s>/
+and every unlearn task waits for the mask task that makes its model. Every task passes
+--resume, and a task whose result file exists is not started again: running the same
+sweep twice redoes only what is unfinished. RUN_DIR/sweep.json lists every task with its
+command and result file (scripts/summarize.py reads it to name missing results).
+
+local   runs the tasks with --jobs workers; each worker gets its own CUDA_VISIBLE_DEVICES
+        (round robin over --gpus, default every visible GPU) and an equal share of the CPU
+        threads (OMP_NUM_THREADS), so workers do not slow each other down.
+slurm   writes RUN_DIR/slurm/{masks,unlearn}.sbatch and submits a job array for each, the
+        unlearning array with --dependency=afterok on the mask array; --sbatch passes
+        options to both (e.g. --sbatch="--partition gpu --gres gpu:1 --time 24:00:00").
+--dry-run prints the commands (and the sbatch scripts) without running anything.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from utils import UserError, atomic_save_json, imp_summary_path  # noqa: E402
+
+SCRIPTS = ("main_imp.py", "main_synflow.py", "main_forget.py", "main_backdoor.py")
+
+
+# ---------------------------------------------------------------- the grid
+
+
+def options_list(options):
+    """{"unlearn_lr": 0.01, "resume": true} -> ["--unlearn_lr", "0.01", "--resume"] (keys in order)."""
+    out = []
+    for key, value in options.items():
+        if key.startswith("_") or value is None or value is False:
+            continue
+        flag = key if key.startswith("-") else f"--{key}"
+        out += [flag] if value is True else [flag, str(value)]
+    return out
+
+
+def load_grid(path):
+    try:
+        with open(path) as f:
+            grid = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: grid file not found (shipped grids are in scripts/grids/)") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    for key in ("masks", "models", "methods"):
+        if not grid.get(key):
+            raise UserError(f"{path}: the grid needs a non-empty {key!r} entry (see the README's grid format)")
+    for name, mask in grid["masks"].items():
+        if mask.get("script", "main_imp.py") not in SCRIPTS[:2]:
+            raise UserError(f"{path}: masks.{name}.script must be main_imp.py or main_synflow.py")
+    for name, model in grid["models"].items():
+        if model.get("mask") not in grid["masks"]:
+            raise UserError(f"{path}: models.{name}.mask must name one of masks ({', '.join(grid['masks'])})")
+    return grid
+
+
+def expand(grid, out):
+    """The grid's tasks: (mask tasks, unlearn tasks), each {"name", "cmd", "cwd", "result", "after"}."""
+    python = sys.executable
+    common = grid.get("common", {})
+    mask_tasks, unlearn_tasks = [], []
+    mask_dirs = {}
+    for name, mask in grid["masks"].items():
+        script = mask.get("script", "main_imp.py")
+        save_dir = os.path.join(out, "masks", name)
+        mask_dirs[name] = save_dir
+        options = {**common, **mask.get("options", {})}
+        states = int(options.get("pruning_times", 1)) if script == "main_imp.py" else 1
+        cmd = [python, os.path.join(ROOT, script), *options_list(options), "--save_dir", save_dir, "--resume"]
+        # Done when the last state's best model and the summary exist.
+        result = os.path.join(save_dir, f"{states - 1}model_SA_best.pth.tar")
+        mask_tasks.append({"name": f"mask {name}", "cmd": cmd, "result": result, "also": imp_summary_path(save_dir), "after": None})
+    script = grid.get("unlearn_script", "main_forget.py")
+    scenarios = grid.get("scenarios", {"class-wise": {}})
+    for model_name, model in grid["models"].items():
+        mask_file = os.path.join(mask_dirs[model["mask"]], model["file"])
+        for scenario, scenario_options in scenarios.items():
+            for method, method_options in grid["methods"].items():
+                for seed in grid.get("seeds", [1]):
+                    save_dir = os.path.join(out, "unlearn", slug(model_name), slug(scenario), method, f"seed{seed}")
+                    options = {**common, **scenario_options, **method_options, "seed": seed}
+                    cmd = [python, os.path.join(ROOT, script), *options_list(options), "--mask", mask_file, "--unlearn", method]
+                    cmd += ["--save_dir", save_dir, "--resume"]
+                    unlearn_tasks.append(
+                        {
+                            "name": f"{method} {model_name} {scenario} seed {seed}",
+                            "cmd": cmd,
+                            "result": os.path.join(save_dir, f"{method}eval_result.json"),
+                            "after": f"mask {model['mask']}",
+                            "labels": {"model": model_name, "scenario": scenario, "method": method, "seed": seed},
+                        }
+                    )
+    return mask_tasks, unlearn_tasks
+
+
+def slug(text):
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text.replace("% ", "_").replace("%", ""))
+
+
+def finished(task):
+    return os.path.isfile(task["result"]) and ("also" not in task or os.path.isfile(task["also"]))
+
+
+def command_line(task):
+    return shlex.join(task["cmd"])
+
+
+# ---------------------------------------------------------------- local backend
+
+
+class LocalRunner:
+    """Runs tasks with `jobs` workers; a task starts once the task it waits for succeeded."""
+
+    def __init__(self, jobs, gpus, log_dir):
+        self.jobs, self.gpus, self.log_dir = jobs, gpus, log_dir
+        self.slots = list(range(jobs))
+        self.lock = threading.Lock()
+        self.procs = set()
+        self.stopping = False
+
+    def run_all(self, mask_tasks, unlearn_tasks):
+        done = {t["name"]: threading.Event() for t in mask_tasks}
+        ok = {}
+        results = {}
+
+        def run(task):
+            if task["after"]:
+                done[task["after"]].wait()
+                if not ok.get(task["after"]):
+                    results[task["name"]] = "skipped (its mask failed)"
+                    return
+            rc = self.run_one(task)
+            results[task["name"]] = "ok" if rc == 0 else f"failed (exit {rc}; log {self.log_path(task)})"
+            if task["name"] in done:
+                ok[task["name"]] = rc == 0
+                done[task["name"]].set()
+
+        # Mask tasks first in the queue, so that their dependants never hold every worker.
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            list(pool.map(run, mask_tasks + unlearn_tasks))
+        return results
+
+    def log_path(self, task):
+        return os.path.join(self.log_dir, slug(task["name"]) + ".log")
+
+    def run_one(self, task):
+        with self.lock:
+            if self.stopping:
+                return -1
+            slot = self.slots.pop(0)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        start = time.time()
+        print(f"[start] {task['name']}", flush=True)
+        try:
+            with open(self.log_path(task), "w") as log:
+                log.write(f"$ {command_line(task)}\n")
+                log.flush()
+                proc = subprocess.Popen(task["cmd"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+                with self.lock:
+                    self.procs.add(proc)
+                rc = proc.wait()
+                with self.lock:
+                    self.procs.discard(proc)
+        finally:
+            with self.lock:
+                self.slots.append(slot)
+        print(f"[{'done' if rc == 0 else 'FAILED'}] {task['name']} ({time.time() - start:.0f} s)", flush=True)
+        return rc
+
+    def stop(self, *_):
+        """SIGTERM/SIGINT: stop the running tasks (they keep their checkpoints) and start no more."""
+        with self.lock:
+            self.stopping = True
+            for proc in self.procs:
+                proc.terminate()
+
+
+def visible_gpus():
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+# ---------------------------------------------------------------- slurm backend
+
+
+def sbatch_script(name, tasks_file, n, log_dir, extra):
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={name}",
+        f"#SBATCH --array=0-{n - 1}",
+        f"#SBATCH --output={os.path.join(log_dir, name.split('-')[-1] + '_%a.log')}",
+        *(f"#SBATCH {option}" for option in extra),
+        "# One task per line of the tasks file; each passes --resume, so a re-queued task continues.",
+        f'cmd=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {shlex.quote(tasks_file)})',
+        'echo "$ $cmd"',
+        f"cd {shlex.quote(ROOT)}",
+        'eval "exec $cmd"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def sbatch_options(text):
+    """--sbatch "--partition gpu --gres gpu:1" -> ["--partition gpu", "--gres gpu:1"] (one per line)."""
+    options, current = [], []
+    for word in shlex.split(text or ""):
+        if word.startswith("-") and current:
+            options.append(shlex.join(current))
+            current = []
+        current.append(word)
+    if current:
+        options.append(shlex.join(current))
+    return options
+
+
+def submit_slurm(mask_tasks, unlearn_tasks, out, extra, dry_run):
+    folder = os.path.join(out, "slurm")
+    log_dir = os.path.join(folder, "logs")
+    if not dry_run:
+        os.makedirs(log_dir, exist_ok=True)
+    job_ids = {}
+    for stage, tasks in (("masks", mask_tasks), ("unlearn", unlearn_tasks)):
+        if not tasks:
+            print(f"# {stage}: nothing left to run")
+            continue
+        tasks_file = os.path.join(folder, f"{stage}.tasks")
+        script = sbatch_script(f"unlearn_sparse-{stage}", tasks_file, len(tasks), log_dir, extra)
+        script_file = os.path.join(folder, f"{stage}.sbatch")
+        if not dry_run:
+            with open(tasks_file, "w") as f:
+                f.writelines(command_line(t) + "\n" for t in tasks)
+            with open(script_file, "w") as f:
+                f.write(script)
+        cmd = ["sbatch", "--parsable"]
+        if stage == "unlearn" and "masks" in job_ids:
+            cmd.append(f"--dependency=afterok:{job_ids['masks']}")
+        cmd.append(script_file)
+        print(f"# {script_file} ({len(tasks)} tasks in {tasks_file}):\n{script}")
+        for t in tasks:
+            print(command_line(t))
+        print("$ " + shlex.join(cmd), flush=True)
+        if dry_run:
+            job_ids[stage] = f"<{stage} job id>"
+            continue
+        try:
+            submitted = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        except FileNotFoundError:
+            raise UserError("--backend slurm: sbatch not found; run on a Slurm login node, or use --backend local") from None
+        except subprocess.CalledProcessError as err:
+            raise UserError(f"sbatch refused {script_file}: {err.stderr.strip()}") from None
+        job_ids[stage] = submitted.stdout.strip().split(";")[0]
+        print(f"submitted {stage} array: job {job_ids[stage]}", flush=True)
+    return job_ids
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", help="grid file (JSON), e.g. scripts/grids/digits.json")
+    parser.add_argument("--out", required=True, help="run folder: masks/, unlearn/, logs/, sweep.json")
+    parser.add_argument("--backend", choices=("local", "slurm"), default="local")
+    parser.add_argument("--jobs", type=int, default=1, help="local: tasks at a time")
+    parser.add_argument("--gpus", default=None, help="local: comma-separated GPU ids for the workers (default: every visible GPU)")
+    parser.add_argument("--sbatch", default="", help='slurm: options for both arrays, e.g. "--partition gpu --gres gpu:1"')
+    parser.add_argument("--dry-run", action="store_true", help="print the commands (and sbatch scripts); run nothing")
+    args = parser.parse_args()
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: must be at least 1")
+
+    out = os.path.abspath(args.out)
+    grid = load_grid(args.grid)
+    mask_tasks, unlearn_tasks = expand(grid, out)
+    todo_masks = [t for t in mask_tasks if not finished(t)]
+    todo_unlearn = [t for t in unlearn_tasks if not finished(t)]
+    total = len(mask_tasks) + len(unlearn_tasks)
+    print(f"# {args.grid}: {total} tasks, {total - len(todo_masks) - len(todo_unlearn)} finished, "
+          f"{len(todo_masks)} mask and {len(todo_unlearn)} unlearning tasks to run", flush=True)  # fmt: skip
+    if not args.dry_run:
+        os.makedirs(out, exist_ok=True)
+        manifest = {"grid": os.path.abspath(args.grid), "tasks": [{k: t[k] for k in ("name", "cmd", "result") if k in t} | {
+            "labels": t.get("labels", {})} for t in mask_tasks + unlearn_tasks]}  # fmt: skip
+        atomic_save_json(manifest, os.path.join(out, "sweep.json"))
+
+    if args.backend == "slurm":
+        submit_slurm(todo_masks, todo_unlearn, out, sbatch_options(args.sbatch), args.dry_run)
+        return
+    if args.dry_run:
+        for t in todo_masks + todo_unlearn:
+            print(command_line(t))
+        return
+    # Unlearning tasks whose mask is already made need not wait for it.
+    made = {t["name"] for t in mask_tasks if finished(t)}
+    for t in todo_unlearn:
+        if t["after"] in made:
+            t["after"] = None
+    gpus = args.gpus.split(",") if args.gpus else visible_gpus()
+    runner = LocalRunner(args.jobs, gpus, os.path.join(out, "logs"))
+    os.makedirs(runner.log_dir, exist_ok=True)
+    signal.signal(signal.SIGTERM, runner.stop)
+    signal.signal(signal.SIGINT, runner.stop)
+    results = runner.run_all(todo_masks, todo_unlearn)
+    failed = {name: status for name, status in results.items() if status != "ok"}
+    print(f"# ran {len(results)} tasks: {len(results) - len(failed)} ok, {len(failed)} not", flush=True)
+    for name, status in failed.items():
+        print(f"#   {name}: {status}")
+    if failed or runner.stopping:
+        sys.exit(1 if not runner.stopping else 143)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

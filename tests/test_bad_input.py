@@ -1,0 +1,114 @@
+"""Every checked bad input through the real command line: exit 2, one line, nothing written.
+
+The README's "Bad input" table lists the same cases; `test_the_readme_lists_every_case`
+keeps the two in step.
+"""
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, run_script
+
+D = ["--dataset", "digits", "--arch", "resnet20s"]
+FORGET = [*D, "--mask", "{r20}", "--unlearn", "FT"]
+BACKDOOR = [*D, "--num_indexes_to_replace", "50", "--mask", "{new}"]
+
+# (script, options, a fragment of the one error line)
+CASES = [
+    ("main_imp.py", [*D, "--rate", "1.5"], "--rate 1.5: the share of weights to prune must be in [0, 1)"),
+    ("main_imp.py", [*D, "--epochs", "-1"], "--epochs -1: must be 0 or more"),
+    ("main_imp.py", [*D, "--lr", "0"], "--lr 0.0: must be positive"),
+    ("main_imp.py", [*D, "--batch_size", "0"], "--batch_size 0: must be at least 1"),
+    ("main_imp.py", ["--dataset", "nosuch"], "argument --dataset: invalid choice: 'nosuch'"),
+    ("main_imp.py", [*D, "--arch", "nosuch"], "argument --arch: invalid choice: 'nosuch'"),
+    ("main_imp.py", [*D, "--batch_size", "abc"], "argument --batch_size: invalid int value: 'abc'"),
+    ("main_imp.py", [*D, "--resume", "--checkpoint", "{missing}"], "--checkpoint {missing}: file not found"),
+    ("main_imp.py", [*D, "--resume", "--checkpoint", "{r18}"], "is not a main_imp.py checkpoint"),
+    ("main_imp.py", [*D, "--epochs", "3", "--pruning_times", "2", "--rewind_epoch", "20"], "the rewind point must be an epoch in 1..3"),
+    ("main_imp.py", [*D, "--pruning_times", "0"], "--pruning_times 0: must be at least 1"),
+    ("main_imp.py", [*D, "--decreasing_lr", "a,b"], "--decreasing_lr 'a,b': expected comma-separated epochs"),
+    ("main_imp.py", [*D, "--dataset", "cifar10", "--data", "{nodata}"], "cifar10 not found in"),
+    ("main_synflow.py", [*D, "--rate", "1"], "--rate 1.0: the share of weights to prune must be in [0, 1)"),
+    ("main_synflow.py", [*D, "--synflow_rounds", "0"], "--synflow_rounds 0: must be at least 1"),
+    ("main_forget.py", [*D, "--unlearn", "FT"], "--mask is required"),
+    ("main_forget.py", [*D, "--mask", "{missing}", "--unlearn", "FT"], "--mask {missing}: file not found"),
+    ("main_forget.py", [*D, "--mask", "{junk}", "--unlearn", "FT"], "not a PyTorch checkpoint, or damaged"),
+    ("main_forget.py", [*D, "--mask", "{r18}", "--unlearn", "FT"], "the checkpoint does not fit this architecture"),
+    ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "nosuch"], "argument --unlearn: invalid choice: 'nosuch'"),
+    ("main_forget.py", [*FORGET, "--num_indexes_to_replace", "5000"], "class 0 has 128 training images; ask for 1..128"),
+    ("main_forget.py", [*FORGET, "--class_to_replace", "-1", "--num_indexes_to_replace", "2000"], "ask for 1..1298"),
+    ("main_forget.py", [*FORGET, "--class_to_replace", "12"], "--class_to_replace 12: classes are 0..9"),
+    ("main_forget.py", [*FORGET, "--indexes_to_replace", "5000000"], "--indexes_to_replace: positions must be in [0, 1297]"),
+    ("main_forget.py", [*FORGET, "--indexes_to_replace", "3", "--class_to_replace", "1"], "--indexes_to_replace lists the forget set"),
+    ("main_forget.py", [*FORGET, "--unlearn_lr", "0"], "--unlearn_lr 0.0: must be positive"),
+    ("main_forget.py", [*FORGET, "--unlearn_epochs", "-1"], "--unlearn_epochs -1: must be 0 or more"),
+    ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "wfisher", "--alpha", "-1"], "--alpha -1: must be a finite number, 0 or more"),
+    ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "fisher_new", "--alpha", "nan"], "--alpha nan: must be a finite number"),
+    ("main_backdoor.py", [*D, "--num_indexes_to_replace", "50"], "--mask is required"),
+    ("main_backdoor.py", [*D, "--num_indexes_to_replace", "0", "--mask", "{new}"], "how many training images to poison (at least 1)"),
+    ("main_backdoor.py", [*BACKDOOR, "--num_indexes_to_replace", "5000"], "the training split holds only 1298 images"),
+    ("main_backdoor.py", [*BACKDOOR, "--class_to_replace", "10"], "--class_to_replace 10: the target label must be a class of digits"),
+    ("main_backdoor.py", [*BACKDOOR, "--trigger_size", "40"], "--trigger_size 40: the trigger must fit"),
+    ("main_backdoor.py", [*BACKDOOR, "--rate", "1.2"], "--rate 1.2: the share of weights to prune must be in [0, 1)"),
+    ("main_backdoor.py", [*BACKDOOR, "--prune", "random"], "--prune random: choose one of omp, synflow"),
+    ("main_backdoor.py", [*D, "--num_indexes_to_replace", "50", "--mask", "{r18}"], "the checkpoint does not fit this architecture"),
+]
+IDS = [f"{script[:-3]}:{' '.join(o for o in options if o not in D)}" for script, options, _ in CASES]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Run every case (two at a time); each gets a --save_dir that does not exist yet."""
+    from models import create_model
+
+    files = tmp_path_factory.mktemp("inputs")
+    paths = {name: str(files / f"{name}.pth.tar") for name in ("r20", "r18", "junk", "missing", "new")}
+    paths["nodata"] = str(files / "nodata")
+    for name, arch in (("r20", "resnet20s"), ("r18", "resnet18")):
+        torch.save({"state_dict": create_model(arch, 10, [0.5] * 3, [0.5] * 3).state_dict()}, paths[name])
+    with open(paths["junk"], "w") as f:
+        f.write("not a checkpoint")
+
+    def run(i):
+        script, options, _ = CASES[i]
+        save_dir = files / f"out{i}"
+        result = run_script(script, *[o.format(**paths) for o in options], "--save_dir", save_dir, timeout=120)
+        return result, save_dir
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run, range(len(CASES))))
+    return results, paths
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)
+def test_bad_input_gets_one_line_exit_2_and_writes_nothing(outcomes, i):
+    results, paths = outcomes
+    result, save_dir = results[i]
+    expected = CASES[i][2].format(**paths)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not os.path.exists(save_dir)
+    assert not os.path.exists(paths["new"])  # main_backdoor writes its trojaned model there only after the checks
+
+
+def test_there_are_at_least_20_cases_across_the_four_scripts():
+    assert len(CASES) >= 20
+    assert {script for script, _, _ in CASES} == {"main_imp.py", "main_synflow.py", "main_forget.py", "main_backdoor.py"}
+
+
+def test_the_readme_lists_every_case():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    table = readme[readme.index("### Bad input") :]
+    for script, _, expected in CASES:
+        option, _, message = expected.partition(": ")  # e.g. "--rate 1.5", "the share of weights ..."
+        for fragment in (option.split()[0], message or option):
+            fragment = re.sub(r"\{\w+\}", "<path>", fragment)
+            assert fragment in table, f"README's bad-input table lacks {fragment!r} ({script})"

@@ -1,0 +1,211 @@
+"""scripts/sweep.py and scripts/summarize.py: the paper's commands, local runs that resume
+after a kill, a real one-node Slurm, and a summary that survives bad result files."""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.slurm_cluster import OneNodeSlurm, why_not_available
+
+SWEEP = os.path.join(ROOT, "scripts", "sweep.py")
+SUMMARIZE = os.path.join(ROOT, "scripts", "summarize.py")
+
+
+def run(cmd, timeout=900, **kwargs):
+    return subprocess.run([sys.executable, *map(str, cmd)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kwargs)
+
+
+def tiny_grid(path, methods=("GA", "FT"), seeds=(1, 2)):
+    grid = {
+        "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 128},
+        "masks": {"omp": {"options": {"epochs": 2, "decreasing_lr": "50", "rate": 0.5, "pruning_times": 2, "prune_type": "lt"}}},
+        "models": {
+            "dense": {"mask": "omp", "file": "0model_SA_best.pth.tar"},
+            "50% sparse": {"mask": "omp", "file": "1model_SA_best.pth.tar"},
+        },
+        "scenarios": {"class-wise": {"class_to_replace": 1}},
+        "methods": {m: {"unlearn_epochs": 1, "unlearn_lr": 0.001} for m in methods},
+        "seeds": list(seeds),
+    }
+    with open(path, "w") as f:
+        json.dump(grid, f)
+    return path
+
+
+# ---------------------------------------------------------------- the shipped CIFAR-10 grid
+
+
+def readme_commands(script):
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("## The paper's commands") : readme.index("### Trojan model cleanse")]
+    return [shlex.split(line)[2:] for line in section.splitlines() if line.startswith(f"python -u {script}")]
+
+
+def literal_options(words):
+    """{option: value} for the options whose value is written out (not ${...})."""
+    options, i = {}, 0
+    while i < len(words):
+        if words[i].startswith("--"):
+            value = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else True
+            if not (isinstance(value, str) and "$" in value):
+                options[words[i]] = value
+            i += 2 if value is not True else 1
+        else:
+            i += 1
+    return options
+
+
+def test_dry_run_of_the_cifar10_grid_prints_the_readme_commands(tmp_path):
+    result = run([SWEEP, "scripts/grids/cifar10_resnet18.json", "--out", tmp_path / "cifar", "--dry-run"])
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "cifar").exists(), "--dry-run wrote files"
+    printed = [shlex.split(line) for line in result.stdout.splitlines() if not line.startswith("#")]
+    forget = [literal_options(cmd[2:]) for cmd in printed if cmd[1].endswith("main_forget.py")]
+    assert len(forget) == 2 * 2 * 6 * 10  # models x scenarios x methods x seeds
+    checked = 0
+    for words in readme_commands("main_forget.py"):
+        expected = literal_options(words)
+        method = expected["--unlearn"]
+        ours = [o for o in forget if o["--unlearn"] == method and o["--class_to_replace"] == "0" and o["--seed"] == "1"]
+        assert len(ours) == 2, method  # dense and sparse
+        for option, value in expected.items():
+            assert all(o.get(option) == value for o in ours), (method, option, value, ours[0].get(option))
+        checked += 1
+    assert checked == 6
+    random_forgetting = [o for o in forget if o["--class_to_replace"] == "-1"]
+    assert len(random_forgetting) == 120 and all(o["--num_indexes_to_replace"] == "4500" for o in random_forgetting)
+    imp = [literal_options(cmd[2:]) for cmd in printed if cmd[1].endswith("main_imp.py")]
+    omp_readme = literal_options(readme_commands("main_imp.py")[0])
+    assert len(imp) == 1 and all(imp[0].get(k) == v for k, v in omp_readme.items() if k != "--data"), (imp, omp_readme)
+    assert imp[0]["--rate"] == "0.95" and imp[0]["--arch"] == "resnet18"
+
+
+def test_dry_run_with_slurm_prints_both_arrays_and_the_dependency(tmp_path):
+    grid = tiny_grid(tmp_path / "grid.json")
+    result = run([SWEEP, grid, "--out", tmp_path / "out", "--backend", "slurm", "--dry-run", "--sbatch", "--partition gpu --gres gpu:1"])
+    assert result.returncode == 0, result.stderr
+    assert "#SBATCH --array=0-0" in result.stdout and "#SBATCH --array=0-7" in result.stdout
+    assert "#SBATCH --partition gpu" in result.stdout and "#SBATCH --gres gpu:1" in result.stdout
+    assert "--dependency=afterok:<masks job id>" in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- local runs
+
+
+def started(output):
+    return [line for line in output.splitlines() if line.startswith("[start]")]
+
+
+def test_a_killed_local_sweep_reruns_only_the_missing_tasks(tmp_path):
+    grid = tiny_grid(tmp_path / "grid.json", methods=("GA",), seeds=(1, 2, 3))
+    out = tmp_path / "out"
+    cmd = [sys.executable, SWEEP, str(grid), "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    results = lambda: sorted(out.glob("unlearn/**/*eval_result.json"))  # noqa: E731
+    deadline = time.time() + 600
+    while len(results()) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and every task it runs
+    proc.wait()
+    done_before = len(results())
+    assert 2 <= done_before < 6, "the sweep was not stopped midway"
+
+    rerun = run([SWEEP, grid, "--out", out, "--jobs", "2"])
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"7 tasks, {done_before + 1} finished, 0 mask and {6 - done_before} unlearning tasks to run" in rerun.stdout
+    assert len(started(rerun.stdout)) == 6 - done_before
+    assert len(results()) == 6
+
+    again = run([SWEEP, grid, "--out", out])
+    assert again.returncode == 0 and started(again.stdout) == []
+
+    summary = run([SUMMARIZE, out])
+    assert summary.returncode == 0, summary.stderr
+    assert "6 results summarised" in summary.stdout
+    assert re.search(r"\| GA \| dense \| .* \| 3 \|", summary.stdout) and re.search(r"\| GA \| 50% sparse \| .* \| 3 \|", summary.stdout)
+    assert (out / "summary.md").exists() and (out / "summary.csv").exists() and (out / "summary.png").exists()
+
+
+# ---------------------------------------------------------------- a real Slurm
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    reason = why_not_available()
+    if reason:
+        pytest.skip(reason)
+    cluster = OneNodeSlurm(tmp_path_factory.mktemp("slurm")).start()
+    yield cluster
+    cluster.stop()
+
+
+def test_a_sweep_runs_through_slurm_job_arrays(slurm, tmp_path):
+    grid = tiny_grid(tmp_path / "grid.json", methods=("retrain",), seeds=(1,))
+    out = tmp_path / "out"
+    submit = run([SWEEP, grid, "--out", out, "--backend", "slurm"], env=slurm.env)
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    ids = dict(re.findall(r"submitted (\w+) array: job (\d+)", submit.stdout))
+    assert set(ids) == {"masks", "unlearn"}
+    job = subprocess.run(["scontrol", "show", "job", ids["unlearn"]], env=slurm.env, capture_output=True, text=True).stdout
+    assert f"Dependency=afterok:{ids['masks']}" in job, job  # the unlearning array waits for the mask array
+    assert slurm.wait_until_empty(timeout=600), slurm.queue()
+    logs = sorted((out / "slurm" / "logs").iterdir())
+    assert len(logs) == 1 + 2, logs  # one mask task, then retrain from the dense and the sparse model
+    results = sorted(out.glob("unlearn/**/*eval_result.json"))
+    assert len(results) == 2, [p.read_text()[-400:] for p in logs]
+    mask_done = os.path.getmtime(out / "masks" / "omp" / "imp_summary.json")
+    assert all(os.path.getmtime(p) > mask_done for p in results)
+
+    summary = run([SUMMARIZE, out])
+    assert summary.returncode == 0, summary.stderr
+    assert "2 results summarised" in summary.stdout
+    assert re.search(r"\| Retrain \| dense \| 100\.00±0\.00 \(0\.00\)", summary.stdout), summary.stdout
+    assert "| Retrain | 50% sparse |" in summary.stdout
+
+    resubmit = run([SWEEP, grid, "--out", out, "--backend", "slurm"], env=slurm.env)
+    assert "3 tasks, 3 finished" in resubmit.stdout and "submitted" not in resubmit.stdout
+
+
+# ---------------------------------------------------------------- summarize
+
+
+def fake_result(path, method, sparsity, seed, ua, mia, ra, ta, rte=0.5):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = {"method": method, "UA": ua, "MIA-Efficacy": mia, "RA": ra, "TA": ta, "RTE": rte, "sparsity": sparsity,
+              "scenario": "class-wise", "args": {"seed": seed}}  # fmt: skip
+    path.write_text(json.dumps(result))
+
+
+def test_summarize_names_missing_and_corrupt_files_and_summarises_the_rest(tmp_path):
+    fake_result(tmp_path / "a" / "retrainevaluate" / "retraineval_result.json", "retrain", 0.0, 1, 100, 100, 99, 94)
+    fake_result(tmp_path / "b" / "retraineval_result.json", "retrain", 0.0, 2, 100, 100, 97, 92)
+    fake_result(tmp_path / "c" / "FTeval_result.json", "FT", 0.0, 1, 10, 20, 99, 95)
+    fake_result(tmp_path / "d" / "FTeval_result.json", "FT", 0.0, 2, 20, 30, 99, 95)
+    fake_result(tmp_path / "e" / "FTeval_result.json", "FT", 95.0, 1, 40, 50, 98, 93)
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "GAeval_result.json").write_text('{"method": "GA", "UA": 3')  # cut off mid-write
+    missing = tmp_path / "g" / "GAeval_result.json"
+    manifest = {"tasks": [{"name": "GA dense class-wise seed 1", "result": str(missing), "labels": {"method": "GA"}}]}
+    (tmp_path / "sweep.json").write_text(json.dumps(manifest))
+
+    result = run([SUMMARIZE, tmp_path, "--out", tmp_path / "report" / "table.md"])
+    assert result.returncode == 0, result.stderr
+    assert f"{tmp_path / 'f' / 'GAeval_result.json'}: unreadable" in result.stderr
+    assert f"{missing}: missing (GA dense class-wise seed 1" in result.stderr
+    assert "5 results summarised, 2 left out" in result.stdout
+    # FT dense: UA 15±7.07, gap |15 - 100| = 85; MIA 25 (gap 75); RA 99 (gap 1); TA 95 (gap 2); average 40.75
+    assert "| FT | dense | 15.00±7.07 (85.00) | 25.00±7.07 (75.00) | 99.00±0.00 (1.00) | 95.00±0.00 (2.00) | 40.75 |" in result.stdout
+    assert "| Retrain | dense | 100.00±0.00 (0.00) | 100.00±0.00 (0.00) | 98.00±1.41 (0.00) | 93.00±1.41 (0.00) | 0.00 |" in result.stdout
+    assert "| FT | 95% sparse | 40.00±0.00 | 50.00±0.00 | 98.00±0.00 | 93.00±0.00 | n/a |" in result.stdout  # no sparse Retrain
+    for suffix in (".md", ".csv", ".png"):
+        assert (tmp_path / "report" / f"table{suffix}").stat().st_size > 0
