@@ -322,8 +322,7 @@ def load_checkpoint(path, device="cpu", what="checkpoint"):
         called = [name for name in pickled_globals(path) or [] if not name.startswith(("torch.", "collections.OrderedDict", "_codecs."))]
         if called:  # a well-formed pickle that names a function or class to call on loading
             raise UserError(
-                f"refusing to load {path}: it holds more than tensors and plain data "
-                f"(a pickled object that could run code: {called[0]})"
+                f"refusing to load {path}: it holds more than tensors and plain data (a pickled object that could run code: {called[0]})"
             ) from None
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         detail = next((line for line in lines if "Unsupported" in line), type(err).__name__)
