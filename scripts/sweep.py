@@ -14,7 +14,8 @@ command and result file (scripts/summarize.py reads it to name missing results).
 
 local   runs the tasks with --jobs workers; each worker gets its own CUDA_VISIBLE_DEVICES
         (round robin over --gpus, default every visible GPU) and an equal share of the CPU
-        threads (OMP_NUM_THREADS), so workers do not slow each other down.
+        threads (OMP_NUM_THREADS; a lone mask task gets them all), so that workers do not
+        slow each other down.
 slurm   writes RUN_DIR/slurm/{masks,unlearn}.sbatch and submits a job array for each, the
         unlearning array with --dependency=afterok on the mask array; --sbatch passes
         options to both (e.g. --sbatch="--partition gpu --gres gpu:1 --time 24:00:00").
@@ -155,6 +156,11 @@ class LocalRunner:
                 ok[task["name"]] = rc == 0
                 done[task["name"]].set()
 
+        # Threads per task: the cores shared by the tasks of its stage that can run side by side
+        # (a lone mask task gets every core).
+        for stage in (mask_tasks, unlearn_tasks):
+            for task in stage:
+                task["threads"] = max(1, (os.cpu_count() or 1) // max(1, min(self.jobs, len(stage))))
         # Mask tasks first in the queue, so that their dependants never hold every worker.
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             list(pool.map(run, mask_tasks + unlearn_tasks))
@@ -168,7 +174,7 @@ class LocalRunner:
             if self.stopping:
                 return -1
             slot = self.slots.pop(0)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(task.get("threads", 1)))
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         start = time.time()
