@@ -181,7 +181,8 @@ class LocalRunner:
         print(f"[start] {task['name']}", flush=True)
         try:
             with open(self.log_path(task), "w") as log:
-                log.write(f"$ {command_line(task)}\n")
+                shown = {k: env[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS") if k in env}
+                log.write(f"$ {' '.join(f'{k}={v}' for k, v in shown.items())} {command_line(task)}\n")
                 log.flush()
                 proc = subprocess.Popen(task["cmd"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
                 with self.lock:

@@ -209,3 +209,18 @@ def test_summarize_names_missing_and_corrupt_files_and_summarises_the_rest(tmp_p
     assert "| FT | 95% sparse | 40.00±0.00 | 50.00±0.00 | 98.00±0.00 | 93.00±0.00 | n/a |" in result.stdout  # no sparse Retrain
     for suffix in (".md", ".csv", ".png"):
         assert (tmp_path / "report" / f"table{suffix}").stat().st_size > 0
+
+
+def test_local_workers_get_their_own_gpu_and_a_share_of_the_threads(tmp_path, monkeypatch):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import sweep
+
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 8)
+    show = "import os, time; time.sleep(0.5); print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['OMP_NUM_THREADS'])"
+    tasks = [{"name": f"task {i}", "cmd": [sys.executable, "-c", show], "after": None} for i in range(4)]
+    runner = sweep.LocalRunner(jobs=2, gpus=["0", "1"], log_dir=str(tmp_path))
+    results = runner.run_all([], tasks)
+    assert set(results.values()) == {"ok"}
+    printed = [(tmp_path / f"task_{i}.log").read_text().splitlines()[-1] for i in range(4)]
+    assert {line.split()[0] for line in printed} == {"0", "1"}  # two workers, two GPUs
+    assert all(line.split()[1] == "4" for line in printed)  # 8 cores / 2 workers
