@@ -138,7 +138,7 @@ class TensorLoader:
         return self.generator.get_state()
 
     def set_generator_state(self, state):
-        self.generator.set_state(state)
+        self.generator.set_state(state.cpu())  # the generator is a CPU one, the checkpoint may be on the GPU
 
 
 # ---------------------------------------------------------------- the fixed splits

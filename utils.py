@@ -161,10 +161,11 @@ def rng_state():
 def set_rng_state(state):
     random.setstate(_as_python_state(state["python"]))
     kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((kind, np.asarray(keys.cpu() if torch.is_tensor(keys) else keys, dtype=np.uint32), pos, has_gauss, cached))
+    # A checkpoint loaded with map_location="cuda" brings these back on the GPU; RNG states live on the CPU.
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _numpy_state_plain():
