@@ -5,7 +5,7 @@
 GRID is a JSON file (format in the README, examples in scripts/grids/). It expands into
   mask tasks      one main_imp.py / main_synflow.py run per entry of "masks", in
                   RUN_DIR/masks/<mask>/
-  unlearn tasks   one main_forget.py (or main_backdoor.py) run per model x scenario x
+  unlearn tasks   one main_forget.py run per model x scenario x
                   method x seed, in RUN_DIR/unlearn/<model>/<scenario>/<method>/seed<s>/
 and every unlearn task waits for the mask task that makes its model. Every task passes
 --resume, and a task whose result file exists is not started again: running the same
@@ -38,7 +38,7 @@ sys.path.insert(0, ROOT)
 
 from utils import UserError, atomic_save_json, imp_summary_path  # noqa: E402
 
-SCRIPTS = ("main_imp.py", "main_synflow.py", "main_forget.py", "main_backdoor.py")
+MASK_SCRIPTS = ("main_imp.py", "main_synflow.py")
 
 
 # ---------------------------------------------------------------- the grid
@@ -67,7 +67,7 @@ def load_grid(path):
         if not grid.get(key):
             raise UserError(f"{path}: the grid needs a non-empty {key!r} entry (see the README's grid format)")
     for name, mask in grid["masks"].items():
-        if mask.get("script", "main_imp.py") not in SCRIPTS[:2]:
+        if mask.get("script", "main_imp.py") not in MASK_SCRIPTS:
             raise UserError(f"{path}: masks.{name}.script must be main_imp.py or main_synflow.py")
     for name, model in grid["models"].items():
         if model.get("mask") not in grid["masks"]:
@@ -91,7 +91,7 @@ def expand(grid, out):
         # Done when the last state's best model and the summary exist.
         result = os.path.join(save_dir, f"{states - 1}model_SA_best.pth.tar")
         mask_tasks.append({"name": f"mask {name}", "cmd": cmd, "result": result, "also": imp_summary_path(save_dir), "after": None})
-    script = grid.get("unlearn_script", "main_forget.py")
+    script = "main_forget.py"
     scenarios = grid.get("scenarios", {"class-wise": {}})
     for model_name, model in grid["models"].items():
         mask_file = os.path.join(mask_dirs[model["mask"]], model["file"])
