@@ -31,6 +31,7 @@ import arg_parser
 import pruner
 import unlearn
 from dataset import DATASET_SHAPES, ImageSet, TensorLoader, add_trigger, load_dataset, select_forget_set, trigger_value
+from main_forget import check_mask_fits_model
 from main_imp import IMP_OUTPUTS, resume_if_asked, run_states, setup_run
 from trainer import build_model, evaluate
 from utils import (
@@ -127,10 +128,7 @@ def main():
     run, _ = setup_run(args, splits=splits, train_set=poisoned)
     model, device = run.model, run.device
     if mask_state is not None:
-        try:
-            pruner.check_state_dict_fits(model, mask_state)
-        except UserError as err:
-            raise UserError(f"--mask {args.mask} (--arch {args.arch}, --dataset {args.dataset}): {err}") from None
+        check_mask_fits_model(model, mask_state, args)
     result, progress = unlearn.read_resume_point(model, args.save_dir, args.unlearn, device) if args.resume else ({}, None)
     finished = unlearn.outputs(args.unlearn) + (IMP_OUTPUTS if mask_state is None else ())
     open_save_dir(args.save_dir, finished, resume=args.resume)
