@@ -69,4 +69,7 @@ def test_parallel_fits_give_the_sequential_scores(digits):
     args = dict(shadow_train=retain.subset(0, 150), target_train=retain.subset(150, None), target_test=test.subset(180, None))
     sequential = SVC_MIA(**args, shadow_test=test.subset(0, 180), model=model, workers=1)
     parallel = SVC_MIA(**args, shadow_test=test.subset(0, 180), model=model, workers=5)
+    # Predictions cut into chunks of 16 rows (the default makes chunks of 256 rows or more).
+    chunked = SVC_MIA(**args, shadow_test=test.subset(0, 180), model=model, workers=2, chunk_rows=16)
     assert parallel == sequential
+    assert chunked == sequential
