@@ -97,7 +97,16 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
         "--iu_damping", type=int, default=1000, help="IU: damping N of the WoodFisher recursion, which reads N + 2 retain samples"
     )
     unlearn.add_argument(
-        "--iu_chunk_size", type=int, default=None, help="IU: samples per batched per-sample-gradient call (default: fit 256 MB)"
+        "--iu_chunk_size",
+        type=int,
+        default=None,
+        help="IU: samples per batched per-sample-gradient call (default: a quarter of the free memory, at most 32 on CPU, 128 on GPU)",
+    )
+    unlearn.add_argument(
+        "--ff_method",
+        default="auto",
+        choices=["auto", "loop", "batched", "grouped"],
+        help="FF: how the per-class gradients are computed, all equal up to rounding (auto: grouped on CUDA, loop on CPU)",
     )
 
     attack = parser.add_argument_group("attack")

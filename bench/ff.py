@@ -1,10 +1,12 @@
 """FF's Fisher diagonal: the class loop vs what runs by default on the device, and the floor.
 
-    python bench/ff.py [--batches 8] [--gpu 0]
+    python bench/ff.py [--arch resnet20s] [--batches 8] [--gpu 0]
 
-`ours` is `fisher_diagonal`'s automatic choice (the batched backward on CUDA, the loop on
-CPU, where batching measured slower); the batched time is printed too. The floor is one
-ordinary backward per batch (the cost of a single class).
+`ours` is `fisher_diagonal`'s automatic choice ("grouped" on CUDA, the loop on CPU,
+where the extra forward work of "grouped" and vmap's overhead in "batched" do not
+pay); every method's time is printed too, with the number of aten operators one batch
+runs (innermost calls: on a GPU each one that computes is a kernel launch, and
+launches are the cost at batch 32). The floor is one ordinary backward per batch (the cost of a single class).
 """
 
 import argparse
@@ -14,6 +16,7 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import profile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,12 +24,23 @@ from common import best_time, line  # noqa: E402
 
 from dataset import TensorLoader, load_dataset  # noqa: E402
 from models import create_model  # noqa: E402
-from unlearn.fisher import FISHER_BATCH_SIZE, fisher_diagonal  # noqa: E402
+from unlearn.fisher import FISHER_BATCH_SIZE, FISHER_METHODS, fisher_diagonal  # noqa: E402
 from utils import get_device, setup_seed  # noqa: E402
 
 
+def aten_ops_per_batch(model, images, method):
+    """Innermost aten operators one batch of `fisher_diagonal` runs (steady state: 3 batches minus 1, halved)."""
+
+    def count(batches):
+        with profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            fisher_diagonal(model, [(images, None)] * batches, 10, method=method)
+        return sum(1 for e in prof.events() if e.name.startswith("aten::") and not any(c.name.startswith("aten::") for c in e.cpu_children))
+
+    return (count(3) - count(1)) // 2
+
+
 def measure(device, arch="resnet20s", batches=8):
-    """(loop s, default s, batched s, floor s) over `batches` batches of 32 digits images."""
+    """{method: seconds} over `batches` batches of 32 digits images, with "default" and "floor"."""
     splits = load_dataset(SimpleNamespace(dataset="digits", no_aug=False))
     setup_seed(1)
     model = create_model(arch, splits.num_classes, splits.mean, splits.std).to(device).eval()
@@ -37,22 +51,34 @@ def measure(device, arch="resnet20s", batches=8):
         for images, labels in loader:
             torch.autograd.grad(F.cross_entropy(model(images), labels), params)
 
-    t_loop, _ = best_time(lambda: fisher_diagonal(model, loader, 10, batched=False), device)
-    t_batched, _ = best_time(lambda: fisher_diagonal(model, loader, 10, batched=True), device)
-    t_default, _ = best_time(lambda: fisher_diagonal(model, loader, 10), device)
-    t_floor, _ = best_time(floor, device)
-    return t_loop, t_default, t_batched, t_floor
+    seconds = {method: best_time(lambda m=method: fisher_diagonal(model, loader, 10, method=m), device)[0] for method in FISHER_METHODS}
+    seconds["default"] = best_time(lambda: fisher_diagonal(model, loader, 10), device)[0]
+    seconds["floor"] = best_time(floor, device)[0]
+    return seconds
+
+
+def method_report(seconds, ops=None):
+    """`loop 1.23 s, batched 0.98 s (1.26x), ...` with the aten operator counts when given."""
+    parts = []
+    for method in FISHER_METHODS:
+        text = f"{method} {seconds[method]:.3f} s ({seconds['loop'] / seconds[method]:.2f}x)"
+        parts.append(text + (f", {ops[method]} ops/batch" if ops else ""))
+    return "; ".join(parts)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="resnet20s")
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--gpu", type=int, default=0)
     args = parser.parse_args()
     device = get_device(args.gpu)
-    t_loop, t_default, t_batched, t_floor = measure(device, batches=args.batches)
-    print(f"device {device}: batched backward {t_batched:.3f} s ({t_loop / t_batched:.2f}x the loop)")
-    print(line("ff_fisher", t_loop, t_default, t_floor))
+    seconds = measure(device, args.arch, args.batches)
+    model = create_model(args.arch, 10).to(device).eval()
+    images = torch.rand(FISHER_BATCH_SIZE, 3, 32, 32, device=device)
+    ops = {method: aten_ops_per_batch(model, images, method) for method in FISHER_METHODS}
+    print(f"device {device}, {args.arch}: {method_report(seconds, ops)}")
+    print(line(f"ff_fisher ({args.arch})", seconds["loop"], seconds["default"], seconds["floor"]))
 
 
 if __name__ == "__main__":

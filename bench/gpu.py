@@ -109,8 +109,9 @@ def run(device, n_images=45000, archs=("resnet20s", "resnet18")):
     for arch in archs:
         t_loop, t_batched, t_floor, error = iu_grads.measure(device, arch, samples=256)
         print(line(f"iu_per_sample_grads ({arch}, 256 samples)", t_loop, t_batched, t_floor) + f"; rel. diff {error:.1e}", flush=True)
-        t_loop, t_default, t_batched, t_floor = ff.measure(device, arch, batches=8)
-        print(line(f"ff_fisher ({arch}, 8 batches of 32)", t_loop, t_default, t_floor), flush=True)
+        seconds = ff.measure(device, arch, batches=8)
+        print(line(f"ff_fisher ({arch}, 8 batches of 32)", seconds["loop"], seconds["default"], seconds["floor"]), flush=True)
+        print(f"  ff methods ({arch}): {ff.method_report(seconds)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -48,8 +48,10 @@ def main():
     print(line("train_epoch (resnet20s, digits)", t_base, t_ours), flush=True)
     t_loop, t_batched, t_floor, _ = iu_grads.measure(device, samples=256 // scale)
     print(line("iu_per_sample_grads (resnet20s)", t_loop, t_batched, t_floor), flush=True)
-    t_loop, t_default, t_batched, t_floor = ff.measure(device, batches=8 // scale)
-    print(line("ff_fisher (resnet20s)", t_loop, t_default, t_floor) + f"; batched backward {t_loop / t_batched:.2f}x", flush=True)
+    seconds = ff.measure(device, batches=8 // scale)
+    print(
+        line("ff_fisher (resnet20s)", seconds["loop"], seconds["default"], seconds["floor"]) + f"; {ff.method_report(seconds)}", flush=True
+    )
     t_seq, t_par = mia.measure(n=2000 // scale)
     print(line("membership_inference (both attacks)", t_seq, t_par), flush=True)
     if not args.quick:  # about 15 minutes on 2 cores

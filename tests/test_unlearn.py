@@ -96,8 +96,21 @@ def test_iu_update_equals_the_one_by_one_computation(damping):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def ff_args(forget_class, alpha=0.0):
-    return SimpleNamespace(alpha=alpha, num_classes=3, forget_class=forget_class)
+def ff_args(forget_class, alpha=0.0, ff_method="auto"):
+    return SimpleNamespace(alpha=alpha, num_classes=3, forget_class=forget_class, ff_method=ff_method)
+
+
+def test_ff_method_option_changes_rounding_only():
+    weights = {}
+    for method in ("loop", "grouped"):
+        torch.manual_seed(0)
+        model = TinyNet()
+        fisher_new(
+            {"retain": TensorLoader(tiny_data(40), batch_size=16)}, model, None, ff_args(forget_class=2, alpha=1e-4, ff_method=method)
+        )
+        weights[method] = model.state_dict()
+    for key, value in weights["loop"].items():
+        torch.testing.assert_close(weights["grouped"][key], value, rtol=1e-4, atol=1e-6, msg=key)
 
 
 def test_ff_random_forgetting_zeroes_no_classifier_row():
@@ -140,20 +153,56 @@ def test_l1_schedule():
     assert l1_weight(0, 0.3, 2, 2) == 0.3
 
 
-@pytest.mark.parametrize("arch", ["tiny", "resnet20s"])
-def test_batched_fisher_equals_the_class_loop(arch):
-    from unlearn.fisher import fisher_diagonal
+def small_vgg():
+    """VGG's layer kinds with ReLU(inplace=True) after batch norm and after the linear layers."""
+    from models.vgg import VGG
 
+    return VGG([4, "M", 512], num_classes=3)
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet20s", "vgg"])
+def test_batched_and_grouped_fisher_equal_the_class_loop(arch, monkeypatch):
+    import importlib
+
+    ff = importlib.import_module("unlearn.fisher")
     torch.manual_seed(0)
-    model = TinyNet() if arch == "tiny" else model_dict["resnet20s"](num_classes=3)
+    model = {"tiny": TinyNet, "resnet20s": lambda: model_dict["resnet20s"](num_classes=3), "vgg": small_vgg}[arch]()
     pruner.pruning_model(model, 0.5)
-    loader = TensorLoader(
-        tiny_data(20) if arch == "tiny" else ImageSet(tiny_data(20).images.repeat(1, 1, 4, 4), tiny_data(20).labels), batch_size=8
-    )
-    loop = fisher_diagonal(model, loader, 3, batched=False)
-    batched = fisher_diagonal(model, loader, 3, batched=True)
-    for a, b in zip(loop, batched):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-12)
+    with torch.no_grad():  # batch norm with statistics of its own, so that x_hat is not x
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                (
+                    m.running_mean.uniform_(-0.5, 0.5),
+                    m.running_var.uniform_(0.5, 2.0),
+                    m.weight.uniform_(0.5, 1.5),
+                    m.bias.uniform_(-0.2, 0.2),
+                )
+    data = tiny_data(20) if arch == "tiny" else ImageSet(tiny_data(20).images.repeat(1, 1, 4, 4), tiny_data(20).labels)
+    loader = TensorLoader(data, batch_size=8)
+    loop = ff.fisher_diagonal(model, loader, 3, method="loop")
+    assert all(torch.count_nonzero(f) for f in loop)
+    runs = {
+        "batched": ff.fisher_diagonal(model, loader, 3, method="batched"),
+        "grouped": ff.fisher_diagonal(model, loader, 3, method="grouped"),
+    }
+    monkeypatch.setattr(ff, "grouped_classes_per_pass", lambda model, images, num_classes: 2)  # classes 0-1, then 2
+    runs["grouped, 2 classes per pass"] = ff.fisher_diagonal(model, loader, 3, method="grouped")
+    for name, fisher in runs.items():
+        for a, b in zip(loop, fisher, strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_fisher_method_by_device_and_model():
+    from unlearn.fisher import fisher_diagonal, grouped_layers
+
+    assert grouped_layers(model_dict["resnet20s"](num_classes=3).eval()) is not None
+    assert grouped_layers(model_dict["resnet20s"](num_classes=3).train()) is None  # batch statistics mix the copies
+    assert grouped_layers(nn.Sequential(nn.Conv2d(3, 4, 3, groups=1), nn.LayerNorm(4))) is None
+    loader = TensorLoader(tiny_data(8), batch_size=8)
+    with pytest.raises(ValueError, match="grouped Fisher needs"):
+        fisher_diagonal(nn.Sequential(nn.Flatten(), nn.LayerNorm(192), nn.Linear(192, 3)), loader, 3, method="grouped")
+    with pytest.raises(ValueError, match="unknown Fisher method"):
+        fisher_diagonal(TinyNet(), loader, 3, method="vmap")
 
 
 def test_iu_chunk_size_follows_the_free_memory(monkeypatch):

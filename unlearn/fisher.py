@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from utils import UserError
+
 log = logging.getLogger("unlearn_sparse")
 
 FISHER_BATCH_SIZE = 32
@@ -28,35 +30,58 @@ def classifier_parameters(model):
     return {id(p) for p in linears[-1].parameters()} if linears else set()
 
 
-def fisher_diagonal(model, loader, num_classes, batched=None):
+FISHER_METHODS = ("loop", "batched", "grouped")
+
+
+def fisher_diagonal(model, loader, num_classes, method=None):
     """Per parameter, the class-weighted squared gradients averaged over batches.
 
-    The `num_classes` backward passes of a batch run one by one, or batched through
-    `is_grads_batched` (vmap over the backward pass). Batching pays on a GPU, not on a
-    few CPU cores (measured 0.76x on 2), so `batched=None` batches on CUDA only.
+    Three ways to get the `num_classes` gradients of a batch, equal up to float rounding:
+    - "loop": one backward pass per class (the original; fastest on a few CPU cores);
+    - "batched": one vmapped backward (`is_grads_batched`); vmap still runs the
+      convolution and batch-norm backward once per class;
+    - "grouped": the batch repeated once per class through one forward and one backward
+      pass, each layer's per-class weight gradients then computed from its kept input
+      and output gradient in one call per layer (see `_GroupedFisher`).
+    `method=None` takes "grouped" on CUDA (fewest kernel launches) where every layer
+    with parameters is a Conv2d, eval-mode BatchNorm2d or Linear, else "loop".
     """
     model.eval()
     params = list(model.parameters())
     device = params[0].device
-    if batched is None:
-        batched = device.type == "cuda"
-    fisher = [torch.zeros_like(p) for p in params]
+    if method is None:
+        method = "grouped" if device.type == "cuda" and grouped_layers(model) is not None else "loop"
+    if method not in FISHER_METHODS:
+        raise ValueError(f"unknown Fisher method {method!r}: choose one of {', '.join(FISHER_METHODS)}")
+    layers = grouped_layers(model) if method == "grouped" else None
+    if method == "grouped" and layers is None:
+        raise ValueError("grouped Fisher needs every layer with parameters to be a Conv2d, eval-mode BatchNorm2d or Linear")
+    fisher = {p: torch.zeros_like(p) for p in params}
+    grouped = _GroupedFisher(model, layers) if method == "grouped" else None
     batches = 0
     for images, _ in tqdm(loader, desc="FF Fisher", leave=False, disable=None):
-        logits = model(images)
-        prob = F.softmax(logits, dim=-1).detach()
-        weights = prob.mean(dim=0)  # mean_batch(p_y) for every class y
-        if batched:
-            _accumulate_batched(fisher, params, logits, weights, num_classes)
+        if grouped is not None:
+            grouped.add_batch(images, num_classes)
         else:
-            for y in range(num_classes):
-                target = torch.full((len(images),), y, dtype=torch.long, device=images.device)
-                grads = torch.autograd.grad(F.cross_entropy(logits, target), params, retain_graph=y < num_classes - 1, allow_unused=True)
-                for acc, g in zip(fisher, grads):
-                    if g is not None:
-                        acc.add_(weights[y] * g.pow(2))
+            logits = model(images)
+            weights = F.softmax(logits, dim=-1).detach().mean(dim=0)  # mean_batch(p_y) for every class y
+            if method == "batched":
+                _accumulate_batched(fisher, params, logits, weights, num_classes)
+            else:
+                _accumulate_loop(fisher, params, logits, weights, num_classes)
         batches += 1
-    return [f / max(batches, 1) for f in fisher]
+    if grouped is not None:
+        fisher.update(grouped.result())
+    return [fisher[p] / max(batches, 1) for p in params]
+
+
+def _accumulate_loop(fisher, params, logits, weights, num_classes):
+    for y in range(num_classes):
+        target = torch.full((len(logits),), y, dtype=torch.long, device=logits.device)
+        grads = torch.autograd.grad(F.cross_entropy(logits, target), params, retain_graph=y < num_classes - 1, allow_unused=True)
+        for p, g in zip(params, grads):
+            if g is not None:
+                fisher[p].add_(weights[y] * g.pow(2))
 
 
 def _accumulate_batched(fisher, params, logits, weights, num_classes, budget_bytes=512 * 2**20):
@@ -70,8 +95,131 @@ def _accumulate_batched(fisher, params, logits, weights, num_classes, budget_byt
         stop = min(start + per_call, num_classes)
         grads = torch.autograd.grad(losses, params, grad_outputs=eye[start:stop], is_grads_batched=True, retain_graph=stop < num_classes)
         w = weights[start:stop]
-        for acc, g in zip(fisher, grads):
-            acc.add_(torch.tensordot(w, g.pow(2), dims=1))
+        for p, g in zip(params, grads):
+            fisher[p].add_(torch.tensordot(w, g.pow(2), dims=1))
+
+
+def grouped_layers(model):
+    """The layers that own parameters, if "grouped" can handle them all; else None."""
+    layers = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    for layer in layers:
+        conv = isinstance(layer, nn.Conv2d) and layer.groups == 1 and layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
+        norm = isinstance(layer, nn.BatchNorm2d) and not layer.training and layer.running_var is not None
+        if not (conv or norm or isinstance(layer, nn.Linear)):
+            return None
+    return layers
+
+
+class _LayerTaps:
+    """Forward hooks keeping each layer's input (one copy of the batch) and its output's gradient."""
+
+    def __init__(self, layers, batch_size):
+        self.batch_size, self.inputs, self.grads = batch_size, {}, {}
+        self.handles = [layer.register_forward_hook(self._keep_input) for layer in layers]
+
+    def _keep_input(self, layer, inputs, output):
+        if layer in self.inputs:
+            raise ValueError("grouped Fisher needs each layer to run once per forward pass; use method='loop'")
+        # Every copy of the batch sees the same activations; the clone guards against later in-place ops.
+        self.inputs[layer] = inputs[0][: self.batch_size].detach().clone()
+        # A tensor hook gets the gradient of the value the layer returned, even if an
+        # in-place op (ReLU(inplace=True), `out += shortcut`) changes the tensor later.
+        output.register_hook(lambda grad: self.grads.__setitem__(layer, grad))
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+class _GroupedFisher:
+    """Accumulates the Fisher diagonal batch by batch the "grouped" way, in one flat vector.
+
+    The loss of class y is the batch-mean CE with all targets y, so its gradient at the
+    logits is (softmax - onehot(y)) / batch. One forward and one backward pass over k
+    copies of the batch carry these for k classes (eval mode: the copies do not
+    interact). A plain backward would sum the weight gradients over the copies; instead
+    each layer's per-class weight gradients are computed from its kept input and output
+    gradient in one call per layer, then squared and weighted all at once.
+    """
+
+    def __init__(self, model, layers):
+        self.model, self.layers, self.per_pass = model, layers, None
+        self.params = [(layer, name, p) for layer in layers for name, p in layer.named_parameters(recurse=False)]
+        self.flat = torch.zeros(sum(p.numel() for *_, p in self.params), device=self.params[0][2].device)
+        # Pruned layers hold weight_orig and weight_mask: d/d weight_orig = mask * d/d weight.
+        masks = [
+            getattr(layer, name.removesuffix("_orig") + "_mask", None) if name.endswith("_orig") else None for layer, name, _ in self.params
+        ]
+        self.mask = torch.cat([(m if m is not None else torch.ones_like(p)).reshape(-1) for m, (*_, p) in zip(masks, self.params)])
+        self.norm_stats = {
+            layer: (layer.running_mean[:, None, None], torch.rsqrt(layer.running_var + layer.eps)[:, None, None])
+            for layer in layers
+            if isinstance(layer, nn.BatchNorm2d)
+        }
+
+    def add_batch(self, images, num_classes):
+        batch = len(images)
+        self.per_pass = self.per_pass or grouped_classes_per_pass(self.model, images, num_classes)
+        for start in range(0, num_classes, self.per_pass):
+            classes = torch.arange(start, min(start + self.per_pass, num_classes), device=images.device)
+            k = len(classes)
+            taps = _LayerTaps(self.layers, batch)
+            try:
+                copies = images.repeat(k, *([1] * (images.ndim - 1))).requires_grad_()
+                logits = self.model(copies)
+                prob = F.softmax(logits[:batch].detach(), dim=-1)
+                targets = F.one_hot(classes.repeat_interleave(batch), logits.shape[1]).to(prob.dtype)
+                torch.autograd.grad(logits, copies, grad_outputs=(prob.repeat(k, 1) - targets) / batch)
+            finally:
+                taps.remove()
+            grads = {layer: self._layer_grads(layer, taps.inputs[layer], taps.grads[layer], k) for layer in self.layers}
+            per_class = torch.cat([grads[layer][name.removesuffix("_orig")].reshape(k, -1) for layer, name, _ in self.params], dim=1)
+            per_class.mul_(self.mask).pow_(2)
+            weights = prob.mean(dim=0)[classes]  # mean_batch(p_y)
+            self.flat.add_(weights @ per_class)
+
+    def _layer_grads(self, layer, x, grad_out, k):
+        """{"weight": (k, *shape), "bias": (k, *shape)}: `layer`'s gradients for each of k classes.
+
+        `x` is the layer's input for one copy of the batch, `grad_out` (k * batch, ...)
+        the gradient of its output for the k copies.
+        """
+        g = grad_out.reshape(k, -1, *grad_out.shape[1:])
+        if isinstance(layer, nn.Linear):
+            return {"weight": torch.einsum("cb...o,b...i->coi", g, x), "bias": g.sum(dim=tuple(range(1, g.ndim - 1)))}
+        bias = g.sum(dim=(1, 3, 4))
+        if isinstance(layer, nn.Conv2d):
+            # Stacking the classes along the output channels makes k weight gradients one
+            # convolution backward: dW[c * O + o] = sum over b, h, w of g[c, b, o] * input patch.
+            batch, out_channels = g.shape[1], g.shape[2]
+            stacked = g.transpose(0, 1).reshape(batch, k * out_channels, *g.shape[3:])
+            shape = (k * out_channels, *layer.weight.shape[1:])
+            weight = torch.nn.grad.conv2d_weight(x, shape, stacked, layer.stride, layer.padding, layer.dilation)
+            return {"weight": weight.view(k, *layer.weight.shape), "bias": bias}
+        mean, inv_std = self.norm_stats[layer]  # BatchNorm2d in eval mode: y = x_hat * weight + bias
+        return {"weight": (g * ((x - mean) * inv_std)).sum(dim=(1, 3, 4)), "bias": bias}
+
+    def result(self):
+        """{parameter: its share of the accumulated Fisher diagonal}."""
+        return {p: part.view_as(p) for (*_, p), part in zip(self.params, self.flat.split([p.numel() for *_, p in self.params]))}
+
+
+def grouped_classes_per_pass(model, images, num_classes):
+    """Copies of the batch per pass that fit a share of the free memory (at least 1)."""
+    from .wfisher import MEMORY_SHARE, free_memory_bytes
+
+    sizes = []
+    hooks = [m.register_forward_hook(lambda m, i, out: sizes.append(out.numel() * out.element_size())) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(images[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # Activations, the graph's saved tensors and the gradients: about three times the
+    # outputs (containers' outputs count again: an overestimate); then the flat per-class gradients.
+    per_copy = 3 * sum(sizes) * len(images) + 4 * sum(p.numel() for p in model.parameters())
+    return int(max(1, min(num_classes, MEMORY_SHARE * free_memory_bytes(images.device) // max(per_copy, 1))))
 
 
 def noise_mean_var(param, fisher, alpha, is_classifier, forget_class=None):
@@ -99,6 +247,9 @@ def _add_noise(model, fisher, alpha, forget_class):
 
 def fisher_new(data_loaders, model, criterion, args):
     loader = data_loaders["retain"].in_order(batch_size=FISHER_BATCH_SIZE)
-    fisher = fisher_diagonal(model, loader, args.num_classes)
+    method = getattr(args, "ff_method", "auto")
+    if method == "grouped" and grouped_layers(model.eval()) is None:
+        raise UserError("--ff_method grouped: this model has layers other than Conv2d, BatchNorm2d and Linear; use --ff_method loop")
+    fisher = fisher_diagonal(model, loader, args.num_classes, method=None if method == "auto" else method)
     _add_noise(model, fisher, args.alpha, args.forget_class)
     return model
