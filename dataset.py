@@ -51,22 +51,25 @@ class Augment:
     flip: bool = True
 
     def __call__(self, images, generator):
-        n = images.shape[0]
-        if self.padding:
-            padded = F.pad(images, (self.padding,) * 4)
-            max_offset = padded.shape[-1] - self.size
-            dy = torch.randint(0, max_offset + 1, (n,), generator=generator)
-            dx = torch.randint(0, max_offset + 1, (n,), generator=generator)
-            steps = torch.arange(self.size)
-            rows = (dy[:, None] + steps).to(images.device)
-            cols = (dx[:, None] + steps).to(images.device)
-            batch = torch.arange(n, device=images.device)[:, None, None, None]
-            channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-            images = padded[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
-        if self.flip:
-            flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
-            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-        return images
+        n, channels, height, width = images.shape
+        if not self.padding:
+            if self.flip:
+                flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+                images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            return images
+        padded = F.pad(images, (self.padding,) * 4)
+        max_offset = padded.shape[-1] - self.size
+        dy = torch.randint(0, max_offset + 1, (n,), generator=generator)
+        dx = torch.randint(0, max_offset + 1, (n,), generator=generator)
+        steps = torch.arange(self.size)
+        cols = dx[:, None] + steps
+        if self.flip:  # a flipped crop reads its columns right to left
+            flip = torch.rand(n, generator=generator) < 0.5
+            cols = torch.where(flip[:, None], cols.flip(-1), cols)
+        # Crop and flip as one gather over each padded image's flattened pixels.
+        pixels = (dy[:, None, None] + steps[:, None]) * padded.shape[-1] + cols[:, None, :]
+        index = pixels.reshape(n, 1, -1).to(images.device).expand(n, channels, -1)
+        return padded.flatten(2).gather(2, index).view(n, channels, self.size, self.size)
 
 
 @dataclass

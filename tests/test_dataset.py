@@ -160,28 +160,33 @@ def test_loader_covers_every_index_once_per_epoch_in_a_seeded_order(digits):
     assert x.dtype == torch.float32 and 0 <= float(x.min()) and float(x.max()) <= 1
 
 
+def zero_padded_shift(src, crop):
+    """(dy, dx) if `crop` is `src` shifted by it in [-2, 2] with a zero border, else None."""
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            shifted = torch.zeros_like(src)
+            ys, xs = slice(max(0, -dy), 8 - max(0, dy)), slice(max(0, -dx), 8 - max(0, dx))
+            yd, xd = slice(max(0, dy), 8 - max(0, -dy)), slice(max(0, dx), 8 - max(0, -dx))
+            shifted[:, ys, xs] = src[:, yd, xd]
+            if torch.equal(shifted, crop):
+                return dy, dx
+    return None
+
+
 def test_augmentation_crops_with_zero_padding_and_flips():
     images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8).to(torch.uint8) + 1  # no zero pixels
     crops = Augment(8, padding=2, flip=False)(images.repeat(200, 1, 1, 1), torch.Generator().manual_seed(0))
-    # Every crop is the image shifted by (dy, dx) in [-2, 2], the uncovered border zero.
-    shifts = set()
-    for i, crop in enumerate(crops):
-        src = images[i % 2]
-        for dy in range(-2, 3):
-            for dx in range(-2, 3):
-                shifted = torch.zeros_like(src)
-                ys, xs = slice(max(0, -dy), 8 - max(0, dy)), slice(max(0, -dx), 8 - max(0, dx))
-                yd, xd = slice(max(0, dy), 8 - max(0, -dy)), slice(max(0, dx), 8 - max(0, -dx))
-                shifted[:, ys, xs] = src[:, yd, xd]
-                if torch.equal(shifted, crop):
-                    shifts.add((dy, dx))
-                    break
-            else:
-                continue
-            break
-        else:
-            raise AssertionError("a crop is not a zero-padded shift of its image")
-    assert len(shifts) == 25  # all 5 x 5 offsets occur
+    shifts = [zero_padded_shift(images[i % 2], crop) for i, crop in enumerate(crops)]
+    assert None not in shifts, "a crop is not a zero-padded shift of its image"
+    assert len(set(shifts)) == 25  # all 5 x 5 offsets occur
     flips = Augment(8, padding=0, flip=True)(images.repeat(500, 1, 1, 1), torch.Generator().manual_seed(0))
     flipped = sum(torch.equal(f, images[i % 2].flip(-1)) for i, f in enumerate(flips))
     assert 400 < flipped < 600  # p = 0.5 over 1,000 images
+    # Both at once (one gather): each output is a shifted crop, or the mirror image of one.
+    both = Augment(8, padding=2, flip=True)(images.repeat(200, 1, 1, 1), torch.Generator().manual_seed(1))
+    kinds = []
+    for i, crop in enumerate(both):
+        plain, mirrored = zero_padded_shift(images[i % 2], crop), zero_padded_shift(images[i % 2].flip(-1), crop)
+        assert (plain, mirrored) != (None, None), "a crop is neither a shifted nor a mirrored shifted image"
+        kinds.append((plain is None, mirrored or plain))
+    assert 150 < sum(k[0] for k in kinds) < 250 and len({k[1] for k in kinds}) == 25
