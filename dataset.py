@@ -51,7 +51,7 @@ class Augment:
     flip: bool = True
 
     def __call__(self, images, generator):
-        n, channels, height, width = images.shape
+        n, channels = images.shape[:2]
         if not self.padding:
             if self.flip:
                 flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)

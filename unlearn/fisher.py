@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from utils import UserError
 
+from .wfisher import MEMORY_SHARE, free_memory_bytes
+
 log = logging.getLogger("unlearn_sparse")
 
 FISHER_BATCH_SIZE = 32
@@ -119,7 +121,7 @@ class _LayerTaps:
 
     def _keep_input(self, layer, inputs, output):
         if layer in self.inputs:
-            raise ValueError("grouped Fisher needs each layer to run once per forward pass; use method='loop'")
+            raise ValueError("grouped Fisher needs each layer to run once per forward pass; use --ff_method loop")
         # Every copy of the batch sees the same activations; the clone guards against later in-place ops.
         self.inputs[layer] = inputs[0][: self.batch_size].detach().clone()
         # A tensor hook gets the gradient of the value the layer returned, even if an
@@ -206,8 +208,6 @@ class _GroupedFisher:
 
 def grouped_classes_per_pass(model, images, num_classes):
     """Copies of the batch per pass that fit a share of the free memory (at least 1)."""
-    from .wfisher import MEMORY_SHARE, free_memory_bytes
-
     sizes = []
     hooks = [m.register_forward_hook(lambda m, i, out: sizes.append(out.numel() * out.element_size())) for m in model.modules()]
     try:
