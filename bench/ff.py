@@ -6,7 +6,8 @@
 where the extra forward work of "grouped" and vmap's overhead in "batched" do not
 pay); every method's time is printed too, with the number of aten operators one batch
 runs (innermost calls: on a GPU each one that computes is a kernel launch, and
-launches are the cost at batch 32). The floor is one ordinary backward per batch (the cost of a single class).
+launches are the cost at batch 32). The floor is one ordinary backward per batch (the
+cost of a single class).
 """
 
 import argparse

@@ -171,12 +171,10 @@ def test_batched_and_grouped_fisher_equal_the_class_loop(arch, monkeypatch):
     with torch.no_grad():  # batch norm with statistics of its own, so that x_hat is not x
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
-                (
-                    m.running_mean.uniform_(-0.5, 0.5),
-                    m.running_var.uniform_(0.5, 2.0),
-                    m.weight.uniform_(0.5, 1.5),
-                    m.bias.uniform_(-0.2, 0.2),
-                )
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
     data = tiny_data(20) if arch == "tiny" else ImageSet(tiny_data(20).images.repeat(1, 1, 4, 4), tiny_data(20).labels)
     loader = TensorLoader(data, batch_size=8)
     loop = ff.fisher_diagonal(model, loader, 3, method="loop")
@@ -192,7 +190,7 @@ def test_batched_and_grouped_fisher_equal_the_class_loop(arch, monkeypatch):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
 
 
-def test_fisher_method_by_device_and_model():
+def test_fisher_method_checks_the_model_and_the_name():
     from unlearn.fisher import fisher_diagonal, grouped_layers
 
     assert grouped_layers(model_dict["resnet20s"](num_classes=3).eval()) is not None

@@ -51,11 +51,11 @@ def fisher_diagonal(model, loader, num_classes, method=None):
     model.eval()
     params = list(model.parameters())
     device = params[0].device
-    if method is None:
-        method = "grouped" if device.type == "cuda" and grouped_layers(model) is not None else "loop"
-    if method not in FISHER_METHODS:
+    if method not in (None, *FISHER_METHODS):
         raise ValueError(f"unknown Fisher method {method!r}: choose one of {', '.join(FISHER_METHODS)}")
-    layers = grouped_layers(model) if method == "grouped" else None
+    layers = grouped_layers(model) if method in (None, "grouped") else None
+    if method is None:
+        method = "grouped" if device.type == "cuda" and layers is not None else "loop"
     if method == "grouped" and layers is None:
         raise ValueError("grouped Fisher needs every layer with parameters to be a Conv2d, eval-mode BatchNorm2d or Linear")
     fisher = {p: torch.zeros_like(p) for p in params}
