@@ -1,3 +1,4 @@
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -183,6 +184,8 @@ def test_batched_and_grouped_fisher_equal_the_class_loop(arch, monkeypatch):
         "batched": ff.fisher_diagonal(model, loader, 3, method="batched"),
         "grouped": ff.fisher_diagonal(model, loader, 3, method="grouped"),
     }
+    monkeypatch.setattr(ff, "_FASTEST", {})
+    runs["measured (each batch another method)"] = ff.fisher_diagonal(model, loader, 3, method="measured")
     monkeypatch.setattr(ff, "grouped_classes_per_pass", lambda model, images, num_classes: 2)  # classes 0-1, then 2
     runs["grouped, 2 classes per pass"] = ff.fisher_diagonal(model, loader, 3, method="grouped")
     for name, fisher in runs.items():
@@ -201,6 +204,48 @@ def test_fisher_method_checks_the_model_and_the_name():
         fisher_diagonal(nn.Sequential(nn.Flatten(), nn.LayerNorm(192), nn.Linear(192, 3)), loader, 3, method="grouped")
     with pytest.raises(ValueError, match="unknown Fisher method"):
         fisher_diagonal(TinyNet(), loader, 3, method="vmap")
+
+
+def test_measured_fisher_keeps_the_fastest_method_after_one_timed_batch_each(monkeypatch, caplog):
+    import importlib
+
+    ff = importlib.import_module("unlearn.fisher")
+    clock = [0.0]
+    cost = {"grouped": 0.03, "batched": 0.01, "loop": 0.02}
+    monkeypatch.setattr(ff.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(ff, "_FASTEST", {})
+    ran = []
+
+    def work(method, images):
+        ran.append(method)
+        clock[0] += cost[method] * (5 if len(ran) <= 3 else 1)  # warm-up batches are slow, and not counted
+
+    chooser = ff.FastestMethod(["grouped", "batched", "loop"], key="model")
+    with caplog.at_level(logging.INFO, logger="unlearn_sparse"):
+        for _ in range(9):
+            chooser.run_batch(work, torch.zeros(2))
+    assert ran == ["grouped", "batched", "loop"] * 2 + ["batched"] * 3
+    assert "the rest use batched" in caplog.text
+    again = []
+    ff.FastestMethod(["grouped", "batched", "loop"], key="model").run_batch(lambda m, images: again.append(m), torch.zeros(2))
+    assert again == ["batched"]  # remembered: no second trial
+    only = []
+    ff.FastestMethod(["loop"], key="other").run_batch(lambda m, images: only.append(m), torch.zeros(2))
+    assert only == ["loop"]
+
+
+def test_measured_fisher_leaves_out_grouped_where_the_layers_do_not_allow_it(monkeypatch):
+    import importlib
+
+    ff = importlib.import_module("unlearn.fisher")
+    monkeypatch.setattr(ff, "_FASTEST", {})
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.LayerNorm(192), nn.Linear(192, 3))
+    loader = TensorLoader(tiny_data(40), batch_size=8)
+    measured = ff.fisher_diagonal(model, loader, 3, method="measured")
+    assert set(ff._FASTEST.values()) <= {"batched", "loop"}
+    for a, b in zip(ff.fisher_diagonal(model, loader, 3, method="loop"), measured, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-12)
 
 
 def test_iu_chunk_size_follows_the_free_memory(monkeypatch):

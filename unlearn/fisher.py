@@ -11,13 +11,14 @@
 """
 
 import logging
+import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from utils import UserError
+from utils import UserError, device_synchronize
 
 from .wfisher import MEMORY_SHARE, free_memory_bytes
 
@@ -33,6 +34,9 @@ def classifier_parameters(model):
 
 
 FISHER_METHODS = ("loop", "batched", "grouped")
+# Which method "measured" found fastest, per model class, device, batch shape and class
+# count: a second Fisher in the same process (a sweep, a benchmark) skips the trial.
+_FASTEST = {}
 
 
 def fisher_diagonal(model, loader, num_classes, method=None):
@@ -45,36 +49,81 @@ def fisher_diagonal(model, loader, num_classes, method=None):
     - "grouped": the batch repeated once per class through one forward and one backward
       pass, each layer's per-class weight gradients then computed from its kept input
       and output gradient in one call per layer (see `_GroupedFisher`).
-    `method=None` takes "grouped" on CUDA (fewest kernel launches) where every layer
-    with parameters is a Conv2d, eval-mode BatchNorm2d or Linear, else "loop".
+    "measured" runs each of them (grouped only where every layer with parameters is a
+    Conv2d, eval-mode BatchNorm2d or Linear) on a batch to warm up and on a second batch
+    timed, then the fastest on the rest; every batch counts towards the Fisher.
+    `method=None` is "measured" on CUDA, where the fastest depends on the GPU and the
+    model, and "loop" elsewhere.
     """
     model.eval()
     params = list(model.parameters())
     device = params[0].device
-    if method not in (None, *FISHER_METHODS):
-        raise ValueError(f"unknown Fisher method {method!r}: choose one of {', '.join(FISHER_METHODS)}")
-    layers = grouped_layers(model) if method in (None, "grouped") else None
+    if method not in (None, "measured", *FISHER_METHODS):
+        raise ValueError(f"unknown Fisher method {method!r}: choose one of measured, {', '.join(FISHER_METHODS)}")
+    layers = grouped_layers(model) if method in (None, "measured", "grouped") else None
     if method is None:
-        method = "grouped" if device.type == "cuda" and layers is not None else "loop"
+        method = "measured" if device.type == "cuda" else "loop"
     if method == "grouped" and layers is None:
         raise ValueError("grouped Fisher needs every layer with parameters to be a Conv2d, eval-mode BatchNorm2d or Linear")
+    if method == "measured":
+        candidates = [m for m in ("grouped", "batched", "loop") if m != "grouped" or layers is not None]
+    else:
+        candidates = [method]
     fisher = {p: torch.zeros_like(p) for p in params}
-    grouped = _GroupedFisher(model, layers) if method == "grouped" else None
+    grouped = _GroupedFisher(model, layers) if "grouped" in candidates else None
+
+    def accumulate(how, images):
+        if how == "grouped":
+            grouped.add_batch(images, num_classes)
+            return
+        logits = model(images)
+        weights = F.softmax(logits, dim=-1).detach().mean(dim=0)  # mean_batch(p_y) for every class y
+        if how == "batched":
+            _accumulate_batched(fisher, params, logits, weights, num_classes)
+        else:
+            _accumulate_loop(fisher, params, logits, weights, num_classes)
+
+    chooser = None
     batches = 0
     for images, _ in tqdm(loader, desc="FF Fisher", leave=False, disable=None):
-        if grouped is not None:
-            grouped.add_batch(images, num_classes)
-        else:
-            logits = model(images)
-            weights = F.softmax(logits, dim=-1).detach().mean(dim=0)  # mean_batch(p_y) for every class y
-            if method == "batched":
-                _accumulate_batched(fisher, params, logits, weights, num_classes)
-            else:
-                _accumulate_loop(fisher, params, logits, weights, num_classes)
+        chooser = chooser or FastestMethod(candidates, key=(type(model), device, tuple(images.shape), num_classes))
+        chooser.run_batch(accumulate, images)
         batches += 1
     if grouped is not None:
-        fisher.update(grouped.result())
+        for p, part in grouped.result().items():
+            fisher[p].add_(part)
     return [fisher[p] / max(batches, 1) for p in params]
+
+
+class FastestMethod:
+    """Picks the fastest of `candidates` by trial: each runs one batch to warm up, then one timed.
+
+    With one candidate there is nothing to try; a choice made before under `key` is reused.
+    """
+
+    def __init__(self, candidates, key=None):
+        self.key, self.seconds, self.trials = key, {}, []
+        self.chosen = candidates[0] if len(candidates) == 1 else _FASTEST.get(key)
+        if self.chosen is None:
+            self.trials = list(candidates) * 2  # a warm-up round (cuDNN autotuning, allocations), then the timed one
+
+    def run_batch(self, work, images):
+        """`work(method, images)` with the chosen method, or the next on trial."""
+        if self.chosen is not None:
+            work(self.chosen, images)
+            return
+        method = self.trials.pop(0)
+        device_synchronize(images.device)
+        start = time.perf_counter()
+        work(method, images)
+        device_synchronize(images.device)
+        if method in self.trials:  # its warm-up batch
+            return
+        self.seconds[method] = time.perf_counter() - start
+        if not self.trials:
+            self.chosen = _FASTEST[self.key] = min(self.seconds, key=self.seconds.get)
+            timings = ", ".join(f"{m} {1e3 * s:.1f} ms" for m, s in self.seconds.items())
+            log.info("FF Fisher: one batch takes %s; the rest use %s", timings, self.chosen)
 
 
 def _accumulate_loop(fisher, params, logits, weights, num_classes):
