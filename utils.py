@@ -373,16 +373,14 @@ def accuracy(output, target, topk=(1,)):
 def versions():
     """Library versions, stored beside every result."""
     import platform
-
-    import sklearn
-    import torchvision
+    from importlib.metadata import version  # the installed versions, without importing torchvision
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": version("torchvision"),
         "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
+        "scikit-learn": version("scikit-learn"),
     }
 
 

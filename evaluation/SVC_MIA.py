@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.svm import SVC
 
 from trainer import predict
 
@@ -54,6 +53,8 @@ def collect_prob(loader, model):
 
 def fit_attack(shadow_train, shadow_test):
     """The SVC of one feature: shadow members (label 1) vs shadow non-members (label 0)."""
+    from sklearn.svm import SVC  # here, not at the top: scripts that stop on a bad option start faster
+
     x = np.concatenate([shadow_train, shadow_test])
     y = np.concatenate([np.ones(len(shadow_train)), np.zeros(len(shadow_test))])
     return SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)

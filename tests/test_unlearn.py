@@ -234,16 +234,34 @@ def test_measured_fisher_keeps_the_fastest_method_after_one_timed_batch_each(mon
     assert only == ["loop"]
 
 
-def test_measured_fisher_leaves_out_grouped_where_the_layers_do_not_allow_it(monkeypatch):
+class SharedLinear(nn.Module):
+    """One Linear layer applied twice per forward pass (shared weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(3, 3)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(192, 3))
+
+    def forward(self, x):
+        return self.inner(torch.tanh(self.inner(self.head(x))))
+
+
+@pytest.mark.parametrize("kind", ["layer norm", "shared layer"])
+def test_measured_fisher_leaves_out_grouped_where_the_layers_do_not_allow_it(kind, monkeypatch, caplog):
     import importlib
 
     ff = importlib.import_module("unlearn.fisher")
     monkeypatch.setattr(ff, "_FASTEST", {})
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.LayerNorm(192), nn.Linear(192, 3))
+    model = nn.Sequential(nn.Flatten(), nn.LayerNorm(192), nn.Linear(192, 3)) if kind == "layer norm" else SharedLinear()
     loader = TensorLoader(tiny_data(40), batch_size=8)
-    measured = ff.fisher_diagonal(model, loader, 3, method="measured")
+    if kind == "shared layer":
+        with pytest.raises(ValueError, match="each layer to run once"):
+            ff.fisher_diagonal(model, loader, 3, method="grouped")
+    with caplog.at_level(logging.INFO, logger="unlearn_sparse"):
+        measured = ff.fisher_diagonal(model, loader, 3, method="measured")
     assert set(ff._FASTEST.values()) <= {"batched", "loop"}
+    assert ("grouped is left out" in caplog.text) == (kind == "shared layer")
     for a, b in zip(ff.fisher_diagonal(model, loader, 3, method="loop"), measured, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-12)
 

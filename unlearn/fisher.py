@@ -50,8 +50,9 @@ def fisher_diagonal(model, loader, num_classes, method=None):
       pass, each layer's per-class weight gradients then computed from its kept input
       and output gradient in one call per layer (see `_GroupedFisher`).
     "measured" runs each of them (grouped only where every layer with parameters is a
-    Conv2d, eval-mode BatchNorm2d or Linear) on a batch to warm up and on a second batch
-    timed, then the fastest on the rest; every batch counts towards the Fisher.
+    Conv2d, eval-mode BatchNorm2d or Linear, run once per forward pass) on a batch to
+    warm up and on a second batch timed, then the fastest on the rest; every batch
+    counts towards the Fisher.
     `method=None` is "measured" on CUDA, where the fastest depends on the GPU and the
     model, and "loop" elsewhere.
     """
@@ -115,7 +116,13 @@ class FastestMethod:
         method = self.trials.pop(0)
         device_synchronize(images.device)
         start = time.perf_counter()
-        work(method, images)
+        try:
+            work(method, images)
+        except LayerRunsTwice:  # found in the forward pass, before anything was accumulated
+            log.info("FF Fisher: a layer runs twice per forward pass, so grouped is left out")
+            self.trials = [m for m in self.trials if m != method]
+            self.run_batch(work, images)
+            return
         device_synchronize(images.device)
         if method in self.trials:  # its warm-up batch
             return
@@ -161,6 +168,10 @@ def grouped_layers(model):
     return layers
 
 
+class LayerRunsTwice(ValueError):
+    """A layer ran twice in one forward pass (shared weights): "grouped" cannot split its gradients."""
+
+
 class _LayerTaps:
     """Forward hooks keeping each layer's input (one copy of the batch) and its output's gradient."""
 
@@ -170,7 +181,7 @@ class _LayerTaps:
 
     def _keep_input(self, layer, inputs, output):
         if layer in self.inputs:
-            raise ValueError("grouped Fisher needs each layer to run once per forward pass; use --ff_method loop")
+            raise LayerRunsTwice("grouped Fisher needs each layer to run once per forward pass; use --ff_method loop")
         # Every copy of the batch sees the same activations; the clone guards against later in-place ops.
         self.inputs[layer] = inputs[0][: self.batch_size].detach().clone()
         # A tensor hook gets the gradient of the value the layer returned, even if an
