@@ -184,7 +184,7 @@ def test_batched_and_grouped_fisher_equal_the_class_loop(arch, monkeypatch):
         "batched": ff.fisher_diagonal(model, loader, 3, method="batched"),
         "grouped": ff.fisher_diagonal(model, loader, 3, method="grouped"),
     }
-    monkeypatch.setattr(ff, "_FASTEST", {})
+    monkeypatch.setattr(ff, "MEASURED_CHOICES", {})
     runs["measured (each batch another method)"] = ff.fisher_diagonal(model, loader, 3, method="measured")
     monkeypatch.setattr(ff, "grouped_classes_per_pass", lambda model, images, num_classes: 2)  # classes 0-1, then 2
     runs["grouped, 2 classes per pass"] = ff.fisher_diagonal(model, loader, 3, method="grouped")
@@ -213,7 +213,7 @@ def test_measured_fisher_keeps_the_fastest_method_after_one_timed_batch_each(mon
     clock = [0.0]
     cost = {"grouped": 0.03, "batched": 0.01, "loop": 0.02}
     monkeypatch.setattr(ff.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(ff, "_FASTEST", {})
+    monkeypatch.setattr(ff, "MEASURED_CHOICES", {})
     ran = []
 
     def work(method, images):
@@ -251,7 +251,7 @@ def test_measured_fisher_leaves_out_grouped_where_the_layers_do_not_allow_it(kin
     import importlib
 
     ff = importlib.import_module("unlearn.fisher")
-    monkeypatch.setattr(ff, "_FASTEST", {})
+    monkeypatch.setattr(ff, "MEASURED_CHOICES", {})
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.LayerNorm(192), nn.Linear(192, 3)) if kind == "layer norm" else SharedLinear()
     loader = TensorLoader(tiny_data(40), batch_size=8)
@@ -260,7 +260,7 @@ def test_measured_fisher_leaves_out_grouped_where_the_layers_do_not_allow_it(kin
             ff.fisher_diagonal(model, loader, 3, method="grouped")
     with caplog.at_level(logging.INFO, logger="unlearn_sparse"):
         measured = ff.fisher_diagonal(model, loader, 3, method="measured")
-    assert set(ff._FASTEST.values()) <= {"batched", "loop"}
+    assert set(ff.MEASURED_CHOICES.values()) <= {"batched", "loop"}
     assert ("grouped is left out" in caplog.text) == (kind == "shared layer")
     for a, b in zip(ff.fisher_diagonal(model, loader, 3, method="loop"), measured, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-12)

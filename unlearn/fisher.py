@@ -36,7 +36,7 @@ def classifier_parameters(model):
 FISHER_METHODS = ("loop", "batched", "grouped")
 # Which method "measured" found fastest, per model class, device, batch shape and class
 # count: a second Fisher in the same process (a sweep, a benchmark) skips the trial.
-_FASTEST = {}
+MEASURED_CHOICES = {}
 
 
 def fisher_diagonal(model, loader, num_classes, method=None):
@@ -104,7 +104,7 @@ class FastestMethod:
 
     def __init__(self, candidates, key=None):
         self.key, self.seconds, self.trials = key, {}, []
-        self.chosen = candidates[0] if len(candidates) == 1 else _FASTEST.get(key)
+        self.chosen = candidates[0] if len(candidates) == 1 else MEASURED_CHOICES.get(key)
         if self.chosen is None:
             self.trials = list(candidates) * 2  # a warm-up round (cuDNN autotuning, allocations), then the timed one
 
@@ -128,7 +128,7 @@ class FastestMethod:
             return
         self.seconds[method] = time.perf_counter() - start
         if not self.trials:
-            self.chosen = _FASTEST[self.key] = min(self.seconds, key=self.seconds.get)
+            self.chosen = MEASURED_CHOICES[self.key] = min(self.seconds, key=self.seconds.get)
             timings = ", ".join(f"{m} {1e3 * s:.1f} ms" for m, s in self.seconds.items())
             log.info("FF Fisher: one batch takes %s; the rest use %s", timings, self.chosen)
 
