@@ -8,7 +8,8 @@ import argparse
 
 from dataset import DATASETS
 from models import model_dict
-from unlearn import DEFAULT_ALPHA, UNLEARN_METHODS
+from unlearn import DEFAULT_ALPHA, METHOD_HELP, ORIGINAL_ALPHA, PRUNING_METHODS, UNLEARN_METHODS
+from unlearn.wfisher import DEFAULT_DAMPING
 
 PRUNE_TYPES = ("lt", "pt", "rewind_lt")
 
@@ -33,7 +34,7 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
         help="dataset; digits is bundled with scikit-learn and needs no download",
     )
     data.add_argument("--input_size", type=int, default=32, help="input size in pixels (informational: set by the dataset)")
-    data.add_argument("--data_dir", type=str, default="../data/tiny-imagenet-200", help="Tiny-ImageNet folder (read, never modified)")
+    data.add_argument("--data_dir", type=str, default="./tiny-imagenet-200", help="Tiny-ImageNet folder (read, never modified)")
     data.add_argument("--num_workers", type=int, default=4, help="accepted for compatibility; data is held as tensors, no worker processes")
     data.add_argument("--num_classes", type=int, default=10, help="accepted for compatibility; the dataset sets the number of classes")
     data.add_argument("--no-aug", dest="no_aug", action="store_true", default=False, help="no training augmentation")
@@ -41,10 +42,18 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     model = parser.add_argument_group("model")
     model.add_argument("--arch", type=str, default="resnet18", choices=sorted(model_dict), help="model architecture")
     model.add_argument("--imagenet_arch", action="store_true", help="ImageNet stem (7x7 conv, max-pool) for resnet18/resnet50")
+    model.add_argument(
+        "--train_y_file", type=str, default="./labels/train_ys.pth", help="accepted for compatibility; ImageNet is not supported"
+    )
+    model.add_argument(
+        "--val_y_file", type=str, default="./labels/val_ys.pth", help="accepted for compatibility; ImageNet is not supported"
+    )
 
     general = parser.add_argument_group("general")
     general.add_argument("--seed", type=int, default=2, help="draws the forget set and seeds unlearning")
-    general.add_argument("--train_seed", type=int, default=1, help="seeds model initialisation and training")
+    general.add_argument(
+        "--train_seed", type=int, default=None, help="seeds model initialisation and training (default: the same as --seed)"
+    )
     general.add_argument("--gpu", type=int, default=0, help="CUDA device index (CPU when no CUDA)")
     general.add_argument("--workers", type=int, default=4, help="accepted for compatibility; unused")
     general.add_argument("--resume", action="store_true", help="continue from --checkpoint (main_imp.py) or skip finished stages")
@@ -69,7 +78,12 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     pruning = parser.add_argument_group("pruning")
     pruning.add_argument("--prune", type=str, default="omp", help="pruning method of main_backdoor.py")
     pruning.add_argument("--pruning_times", type=int, default=1, help="number of states (state 0 is dense)")
-    pruning.add_argument("--rate", type=float, default=0.2, help="share of the remaining conv weights pruned after each state")
+    pruning.add_argument(
+        "--rate",
+        type=float,
+        default=0.95,
+        help="share of the remaining conv weights pruned after each state (FT_prune_bi: during unlearning)",
+    )
     pruning.add_argument(
         "--prune_type",
         type=str,
@@ -78,23 +92,39 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
         help="rewind to: lt = initialisation, rewind_lt = epoch --rewind_epoch, pt = best dense weights",
     )
     pruning.add_argument("--random_prune", action="store_true", help="random instead of global L1 pruning")
-    pruning.add_argument("--rewind_epoch", type=int, default=8, help="epoch of state 0 whose weights rewind_lt rewinds to")
+    pruning.add_argument(
+        "--rewind_epoch",
+        type=int,
+        default=0,
+        help="main_imp.py: epoch of state 0 that rewind_lt rewinds to; main_backdoor.py: its OMP's rewind point (0: the initialisation); "
+        "main_forget.py: k > 0 starts an iterative method from --rewind_pth with the schedule k epochs in",
+    )
+    pruning.add_argument(
+        "--rewind_pth", type=str, default=None, help="weights an iterative unlearning method starts from when --rewind_epoch is not 0"
+    )
     pruning.add_argument("--synflow_rounds", type=int, default=100, help="SynFlow: scoring rounds of the exponential sparsity schedule")
 
     unlearn = parser.add_argument_group("unlearning")
-    unlearn.add_argument("--unlearn", type=str, default="retrain", choices=list(UNLEARN_METHODS), help="unlearning method")
-    unlearn.add_argument("--unlearn_lr", type=float, default=0.1, help="learning rate of the iterative methods")
+    methods = "; ".join(f"{name}: {text}" for name, text in METHOD_HELP.items())
+    unlearn.add_argument("--unlearn", type=str, default="retrain", choices=list(UNLEARN_METHODS), help=f"unlearning method ({methods})")
+    unlearn.add_argument("--unlearn_lr", type=float, default=0.01, help="learning rate of the iterative methods")
     unlearn.add_argument("--unlearn_epochs", type=int, default=10, help="epochs of the iterative methods")
     unlearn.add_argument("--num_indexes_to_replace", type=int, default=None, help="forget-set size (absent: the whole class)")
-    unlearn.add_argument("--class_to_replace", type=int, default=None, help="class to forget from (default 0); -1 = random forgetting")
+    unlearn.add_argument("--class_to_replace", type=int, default=0, help="class to forget from; -1 = random forgetting")
     unlearn.add_argument("--indexes_to_replace", type=str, default=None, help="explicit training positions: '3,17,42' or a .txt/.npy file")
     defaults = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_ALPHA.items())
     unlearn.add_argument(
-        "--alpha", type=float, default=None, help=f"method strength: FF noise, IU step, l1-sparse weight (default per method: {defaults})"
+        "--alpha",
+        type=float,
+        default=None,
+        help=f"method strength: FF noise, IU step, l1 weight (default per method: {defaults}; {ORIGINAL_ALPHA:g} for the others)",
     )
     unlearn.add_argument("--no-l1-epochs", dest="no_l1_epochs", type=int, default=0, help="l1-sparse: final epochs without the l1 penalty")
     unlearn.add_argument(
-        "--iu_damping", type=int, default=1000, help="IU: damping N of the WoodFisher recursion, which reads N + 2 retain samples"
+        "--iu_damping",
+        type=int,
+        default=DEFAULT_DAMPING,
+        help="IU: damping N of the WoodFisher recursion, which reads N + 2 retain samples",
     )
     unlearn.add_argument(
         "--iu_chunk_size",
@@ -117,7 +147,24 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
 
 
 def parse_args(argv=None):
-    return build_parser().parse_args(argv)
+    """The options of every entry script; --train_seed left out takes --seed's value."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.train_seed is None:
+        args.train_seed = args.seed
+    if args.indexes_to_replace is not None:
+        if {"class_to_replace", "num_indexes_to_replace"} & given_options(argv):
+            parser.error("--indexes_to_replace lists the forget set itself: drop --class_to_replace / --num_indexes_to_replace")
+        args.class_to_replace = None
+    return args
+
+
+def given_options(argv=None):
+    """The options the command line sets (the others are at their defaults)."""
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))
 
 
 def check_training_args(args):
@@ -163,13 +210,15 @@ def check_unlearn_args(args):
     if args.iu_chunk_size is not None and args.iu_chunk_size < 1:
         raise UserError(f"--iu_chunk_size {args.iu_chunk_size}: must be at least 1")
     if args.alpha is None:
-        args.alpha = DEFAULT_ALPHA.get(args.unlearn, 0.2)
+        args.alpha = DEFAULT_ALPHA.get(args.unlearn, ORIGINAL_ALPHA)
     if not math.isfinite(args.alpha) or args.alpha < 0:
         raise UserError(f"--alpha {args.alpha:g}: must be a finite number, 0 or more (it scales the method's update or penalty)")
-    if args.indexes_to_replace is not None:
-        if args.class_to_replace is not None or args.num_indexes_to_replace is not None:
-            raise UserError("--indexes_to_replace lists the forget set itself: drop --class_to_replace / --num_indexes_to_replace")
-    elif args.class_to_replace is None:
-        args.class_to_replace = 0
     if args.num_indexes_to_replace is not None and args.num_indexes_to_replace < 1:
         raise UserError(f"--num_indexes_to_replace {args.num_indexes_to_replace}: must be at least 1")
+    if args.unlearn in PRUNING_METHODS:
+        if not 0 <= args.rate < 1:
+            raise UserError(f"--rate {args.rate}: the share of weights to prune must be in [0, 1)")
+        if args.unlearn_epochs < 2:
+            raise UserError(f"--unlearn {args.unlearn} prunes at the start of every second epoch: --unlearn_epochs must be at least 2")
+    if args.rewind_epoch < 0:
+        raise UserError(f"--rewind_epoch {args.rewind_epoch}: must be 0 or more")

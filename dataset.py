@@ -144,6 +144,37 @@ class TensorLoader:
         self.generator.set_state(state.cpu())  # the generator is a CPU one, the checkpoint may be on the GPU
 
 
+# ---------------------------------------------------------------- any loader the methods get
+
+
+def in_order(loader, batch_size=None, limit=None):
+    """The loader's samples (the first `limit` of them) in dataset order, unshuffled.
+
+    A TensorLoader keeps its augmentation; an ordinary `torch.utils.data.DataLoader` (how
+    code built on the original calls a method) keeps its dataset and its transform.
+    """
+    if isinstance(loader, TensorLoader):
+        return loader.in_order(batch_size=batch_size, limit=limit)
+    from torch.utils.data import DataLoader, Subset
+
+    data = loader.dataset
+    if limit is not None and limit < len(data):
+        data = Subset(data, range(limit))
+    return DataLoader(
+        data,
+        batch_size=batch_size or loader.batch_size or 1,
+        shuffle=False,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+    )
+
+
+def num_samples(loader):
+    """How many samples a TensorLoader or a DataLoader holds."""
+    return loader.num_samples if isinstance(loader, TensorLoader) else len(loader.dataset)
+
+
 # ---------------------------------------------------------------- the fixed splits
 
 

@@ -58,6 +58,13 @@ def check_forget_args(args):
     if args.batch_size < 1:
         raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
     arg_parser.check_unlearn_args(args)
+    if args.rewind_epoch and args.unlearn in unlearn.ITERATIVE_METHODS and not args.rewind_pth:
+        raise UserError(
+            f"--rewind_epoch {args.rewind_epoch}: {args.unlearn} would start from the weights in --rewind_pth, and none was given "
+            "(pass --rewind_pth FILE, e.g. <main_imp save_dir>/epoch_<k>_rewind_weight.pt, or leave --rewind_epoch at 0)"
+        )
+    if args.rewind_pth and not os.path.isfile(args.rewind_pth):
+        raise UserError(f"--rewind_pth {args.rewind_pth}: file not found")
 
 
 def build_loaders(splits, positions, args, device):
@@ -106,15 +113,23 @@ def main():
     check_forget_args(args)
     device = get_device(args.gpu)
     mask_state = state_dict_of(load_checkpoint(args.mask, "cpu", what="--mask checkpoint"))
+    rewinding = args.rewind_epoch and args.rewind_pth and args.unlearn in unlearn.ITERATIVE_METHODS
+    rewind_state = state_dict_of(load_checkpoint(args.rewind_pth, "cpu", what="--rewind_pth checkpoint")) if rewinding else None
     splits = load_dataset(args)
     labels = splits.train.labels.numpy()
     forget = select_forget_set(labels, args.class_to_replace, args.num_indexes_to_replace, args.indexes_to_replace, args.seed)
     args.num_classes, args.forget_class = splits.num_classes, forget.whole_class
-    setup_seed(args.seed)
+    # As the original: the model is built right after seeding with --train_seed, so the
+    # retrain methods start from that initialisation (the mask run's own when the seeds agree).
+    setup_seed(args.train_seed)
     model = build_model(args, splits, device)
     check_mask_fits_model(model, mask_state, args)
+    if rewind_state is not None:
+        check_fits_model(model, rewind_state, "--rewind_pth", args.rewind_pth, args)
     result, progress = unlearn.read_resume_point(model, args.save_dir, args.unlearn, device) if args.resume else ({}, None)
     open_save_dir(args.save_dir, unlearn.outputs(args.unlearn), resume=args.resume)
+    if args.rewind_pth and not rewinding:
+        log.warning("--rewind_pth is read only by the iterative methods with --rewind_epoch k > 0: ignored")
 
     atomic_save_npy(forget.positions, forget_indexes_path(args.save_dir))
     positions = unlearning_positions(splits, forget)
@@ -150,10 +165,15 @@ def main():
 
 def check_mask_fits_model(model, state_dict, args):
     """UserError naming --mask when its checkpoint was made for another --arch or dataset."""
+    check_fits_model(model, state_dict, "--mask", args.mask, args)
+
+
+def check_fits_model(model, state_dict, option, path, args):
+    """UserError naming `option` when its checkpoint was made for another --arch or dataset."""
     try:
         pruner.check_state_dict_fits(model, state_dict)
     except UserError as err:
-        raise UserError(f"--mask {args.mask} (--arch {args.arch}, --dataset {args.dataset}): {err}") from None
+        raise UserError(f"{option} {path} (--arch {args.arch}, --dataset {args.dataset}): {err}") from None
 
 
 def scenario(forget, args):

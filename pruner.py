@@ -240,6 +240,19 @@ def load_pruned_model(model, state_dict):
     model.load_state_dict(state_dict, strict=True)
 
 
+def load_weights_under_mask(model, state_dict):
+    """Load a (dense or pruned) state dict's effective weights, keeping the model's own mask.
+
+    How the original rewinds: a pruned state dict gives `weight_orig * weight_mask`.
+    """
+    check_state_dict_fits(model, state_dict)
+    mask = current_mask(model) if is_pruned(model) else None
+    remove_prune(model)
+    model.load_state_dict(dense_state_dict(state_dict), strict=True)
+    if mask is not None:
+        apply_mask(model, mask)
+
+
 # ---------------------------------------------------------------- sparsity
 
 

@@ -8,6 +8,7 @@ of the loss, and an optional penalty.
 import logging
 import time
 import warnings
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +26,9 @@ def parse_milestones(decreasing_lr):
     return [int(m) for m in str(decreasing_lr).split(",") if m.strip()]
 
 
-def make_optimizer(model, lr, momentum, weight_decay):
-    return torch.optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
+def make_optimizer(model, lr, momentum, weight_decay, optimizer_class=None):
+    """SGD over the model's parameters, or `optimizer_class` (an SGD-like class, e.g. SAM)."""
+    return (optimizer_class or torch.optim.SGD)(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def make_scheduler(optimizer, milestones, advance_epochs=0):
@@ -72,6 +74,7 @@ def train_epoch(
     warmup_epochs=0,
     base_lr=None,
     loss_sign=1.0,
+    label_smoothing=0.0,
     penalty=None,
     desc="train",
     amp=False,
@@ -79,9 +82,12 @@ def train_epoch(
 ):
     """One pass over `loader`. Returns {"loss", "acc" (percent), "seconds", "images_per_s"}.
 
-    loss = loss_sign * cross-entropy (+ penalty(model) when given). During the
-    first `warmup_epochs` epochs the rate rises linearly per step to `base_lr`.
-    `amp` runs the forward pass in bfloat16 autocast; `channels_last` converts inputs.
+    loss = loss_sign * cross-entropy (label-smoothed by `label_smoothing`) (+ penalty(model)
+    when given). During the first `warmup_epochs` epochs the rate rises linearly per step
+    to `base_lr`. An optimizer with `second_pass = True` (SAM) gets a closure that
+    recomputes the loss and its gradient at the point it moved to. `amp` runs the forward
+    pass in bfloat16 autocast; `channels_last` converts inputs. Batches of an ordinary
+    DataLoader are moved to `device`.
     """
     model.train()
     steps = len(loader)
@@ -93,16 +99,17 @@ def train_epoch(
     for step, (images, labels) in enumerate(bar):
         if epoch < warmup_epochs:
             _set_lr(optimizer, base_lr * min(1.0, (epoch * steps + step + 1) / (warmup_epochs * steps)))
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(images)
-            loss = loss_sign * F.cross_entropy(logits.float(), labels)
-        if penalty is not None:
-            loss = loss + penalty(model)
+        forward_and_loss = partial(_forward_and_loss, model, images, labels, loss_sign, label_smoothing, penalty, amp)
+        logits, loss = forward_and_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        if getattr(optimizer, "second_pass", False):
+            optimizer.step(partial(_gradient_again, optimizer, forward_and_loss))
+        else:
+            optimizer.step()
         total_loss += loss.detach() * len(labels)
         correct += (logits.detach().argmax(1) == labels).sum()
         seen += len(labels)
@@ -117,14 +124,32 @@ def train_epoch(
     return result
 
 
+def _forward_and_loss(model, images, labels, loss_sign, label_smoothing, penalty, amp):
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(images)
+        loss = loss_sign * F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+    if penalty is not None:
+        loss = loss + penalty(model)
+    return logits, loss
+
+
+def _gradient_again(optimizer, forward_and_loss):
+    """The closure a two-pass optimizer (SAM) calls: the loss and its gradient where the weights are now."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = forward_and_loss()[1]
+    loss.backward()
+    return loss
+
+
 @torch.no_grad()
 def predict(model, loader):
     """Logits and labels for a whole loader, in eval mode."""
     model.eval()
+    device = next(model.parameters()).device
     logits, labels = [], []
     for images, target in loader:
-        logits.append(model(images))
-        labels.append(target)
+        logits.append(model(images.to(device)))
+        labels.append(target.to(device))
     if not logits:
         return torch.empty(0), torch.empty(0, dtype=torch.long)
     return torch.cat(logits), torch.cat(labels)

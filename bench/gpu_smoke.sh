@@ -8,7 +8,7 @@ COMMON=(--dataset digits --arch resnet20s --batch_size 64 --gpu 0)
 mkdir -p "$OUT"
 $PY main_imp.py "${COMMON[@]}" --epochs 4 --rate 0.5 --pruning_times 2 --prune_type rewind_lt --rewind_epoch 1 \
     --amp --channels_last --save_dir "$OUT/imp"
-for method in retrain FT GA fisher_new wfisher FT_prune; do
+for method in raw retrain FT GA fisher_new wfisher FT_prune FT_l1 GA_l1 fisher FT_prune_bi retrain_ls retrain_sam; do
     $PY main_forget.py "${COMMON[@]}" --mask "$OUT/imp/1model_SA_best.pth.tar" --unlearn "$method" \
         --unlearn_epochs 2 --save_dir "$OUT/forget"
     $PY -c "import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[2], {k: round(v, 2) for k, v in r.items() if isinstance(v, float)})" \

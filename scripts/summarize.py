@@ -6,7 +6,8 @@ Reads every `*eval_result.json` under RUN_DIR (main_forget.py's readable results
 RUN_DIR holds a sweep's sweep.json, the tasks it lists name the runs to expect) and prints,
 per scenario, method and model (dense / sparse), the mean ± std over seeds of UA,
 MIA-Efficacy, RA and TA with the gap to Retrain (same scenario and model) in brackets, the
-average gap, and RTE in minutes. Writes FILE (Markdown, default RUN_DIR/summary.md) and
+average gap, and RTE in minutes. `raw` (no unlearning) is the "Original" row, shown first
+and without gaps: it is the starting point, not a contender. Writes FILE (Markdown, default RUN_DIR/summary.md) and
 beside it FILE.csv and FILE.png (each metric, dense vs sparse per method).
 
 A missing or unreadable result file is named on stderr and left out; the rest is summarised.
@@ -22,7 +23,8 @@ import sys
 from collections import defaultdict
 
 METRICS = ("UA", "MIA-Efficacy", "RA", "TA")
-NAMES = {"retrain": "Retrain", "FT": "FT", "GA": "GA", "fisher_new": "FF", "wfisher": "IU", "FT_prune": "l1-sparse"}
+NAMES = {"raw": "Original", "retrain": "Retrain", "FT": "FT", "GA": "GA", "fisher_new": "FF", "wfisher": "IU", "FT_prune": "l1-sparse"}
+NO_GAP = {"raw"}  # rows shown without a gap to Retrain
 
 
 def model_label(result):
@@ -91,15 +93,16 @@ def aggregate(rows):
         for m in (*METRICS, "RTE"):
             entry[m] = mean_std([r[m] for r in members])
         table[key] = entry
-    for (scenario, model, _), entry in table.items():
-        reference = table.get((scenario, model, "retrain"))
+    for (scenario, model, method), entry in table.items():
+        reference = table.get((scenario, model, "retrain")) if method not in NO_GAP else None
         entry["gap"] = {m: abs(entry[m][0] - reference[m][0]) for m in METRICS} if reference else None
         entry["avg_gap"] = sum(entry["gap"].values()) / len(METRICS) if reference else None
     return table
 
 
 def method_order(method):
-    return list(NAMES).index(method) if method in NAMES else len(NAMES)
+    """The paper's order (Original first), then the other methods by name."""
+    return (list(NAMES).index(method), "") if method in NAMES else (len(NAMES), method)
 
 
 def ordered(table):
@@ -120,12 +123,15 @@ def markdown(table):
                 mean, std = e[m]
                 gap = f" ({e['gap'][m]:.2f})" if e["gap"] is not None else ""
                 cells.append(f"{mean:.2f}±{std:.2f}{gap}")
-            cells.append(f"{e['avg_gap']:.2f}" if e["avg_gap"] is not None else "n/a")
+            cells.append(f"{e['avg_gap']:.2f}" if e["avg_gap"] is not None else "—" if method in NO_GAP else "n/a")
             cells.append(f"{e['RTE'][0]:.2f}±{e['RTE'][1]:.2f}")
             cells.append(str(e["n"]))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append("Mean ± std over seeds; in brackets the gap to Retrain of the same model and scenario (lower is better).")
+    note = "Mean ± std over seeds; in brackets the gap to Retrain of the same model and scenario (lower is better)."
+    if any(method in NO_GAP for _, _, method in table):
+        note += " Original: the model before unlearning (no gap: it is where every method starts)."
+    lines.append(note)
     return "\n".join(lines) + "\n"
 
 

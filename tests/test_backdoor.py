@@ -1,10 +1,12 @@
 import json
 
+import pytest
 import torch
 
 import pruner
+from models import create_model
 from tests.conftest import run_script
-from utils import load_checkpoint, state_dict_of
+from utils import load_checkpoint, setup_seed, state_dict_of
 
 DIGITS = ["--dataset", "digits", "--arch", "resnet20s", "--batch_size", "64"]
 
@@ -18,10 +20,39 @@ def test_trojan_is_planted_and_retrain_removes_it(tmp_path):
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "retraineval_result.json") as f:
         res = json.load(f)
-    assert res["attack_acc"] >= 90 and res["test_acc"] >= 85, res
-    assert res["attack_acc_unlearn"] < 15 and res["test_acc_unlearn"] >= 85, res
+    assert res["attack_success_rate"] >= 90 and res["test_acc"] >= 85, res
+    assert res["attack_success_rate_unlearn"] < 15 and res["test_acc_unlearn"] >= 85, res
     saved = torch.load(tmp_path / "retraineval_result.pth.tar", weights_only=True)
-    assert {"test_acc", "attack_acc", "test_acc_unlearn", "attack_acc_unlearn"} <= set(saved)
+    keys = ("test_acc", "attack_acc", "attack_success_rate")
+    assert {*keys, *(f"{k}_unlearn" for k in keys)} <= set(saved)
+    for suffix in ("", "_unlearn"):
+        assert_attack_accuracy_counts_the_target_class_too(res["attack_acc" + suffix], res["attack_success_rate" + suffix])
+
+
+def assert_attack_accuracy_counts_the_target_class_too(attack_acc, success_rate, n_test=360, n_target=36):
+    """attack_acc is over all 360 digits test images (the original's), the success rate over the 324 of other classes."""
+    hits_target = attack_acc * n_test / 100 - success_rate * (n_test - n_target) / 100
+    assert hits_target == pytest.approx(round(hits_target), abs=1e-3) and 0 <= round(hits_target) <= n_target
+
+
+def test_the_papers_trojan_command_on_its_defaults(tmp_path):
+    """--rate 0.95, --rewind_epoch 0 (rewind to the initialisation) and --unlearn_lr 0.01, as in the original."""
+    mask = tmp_path / "trojan.pth.tar"
+    result = run_script(
+        "main_backdoor.py", "--dataset", "digits", "--arch", "resnet20s", "--epochs", "2", "--unlearn_epochs", "2",
+        "--save_dir", tmp_path, "--mask", mask, "--unlearn", "FT", "--num_indexes_to_replace", "130",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    trojaned = state_dict_of(load_checkpoint(mask))
+    assert pruner.sparsity(pruner.extract_mask(trojaned)) == pytest.approx(95.0, abs=0.01)
+    retraining = load_checkpoint(tmp_path / "1checkpoint.pth.tar")  # the retraining after pruning
+    setup_seed(2)  # --train_seed is --seed (2) when left out
+    initialisation = create_model("resnet20s", 10, [0.5] * 3, [0.5] * 3).state_dict()
+    rewound_to = retraining["init_weight"]  # what the surviving weights were rewound to
+    assert all(torch.equal(rewound_to[k], v) for k, v in initialisation.items() if not k.startswith("normalize"))
+    # the trojaned model is the retraining's last epoch, as the original's OMP
+    assert all(torch.equal(trojaned[k], v) for k, v in retraining["state_dict"].items())
+    assert "FT epoch 1/2 lr 0.01 " in result.stderr
 
 
 def test_loading_a_mask_keeps_every_conv_weight(digits_masks, tmp_path):

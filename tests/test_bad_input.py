@@ -15,6 +15,8 @@ from tests.conftest import ROOT, run_script
 
 D = ["--dataset", "digits", "--arch", "resnet20s"]
 FORGET = [*D, "--mask", "{r20}", "--unlearn", "FT"]
+PRUNE_BI = [*D, "--mask", "{r20}", "--unlearn", "FT_prune_bi"]
+REWIND = [*FORGET, "--rewind_epoch", "3"]
 BACKDOOR = [*D, "--num_indexes_to_replace", "50", "--mask", "{new}"]
 
 # (script, options, a fragment of the one error line)
@@ -48,6 +50,11 @@ CASES = [
     ("main_forget.py", [*FORGET, "--unlearn_epochs", "-1"], "--unlearn_epochs -1: must be 0 or more"),
     ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "wfisher", "--alpha", "-1"], "--alpha -1: must be a finite number, 0 or more"),
     ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "fisher_new", "--alpha", "nan"], "--alpha nan: must be a finite number"),
+    ("main_forget.py", REWIND, "--rewind_epoch 3: FT would start from the weights in --rewind_pth"),
+    ("main_forget.py", [*REWIND, "--rewind_pth", "{missing}"], "--rewind_pth {missing}: file not found"),
+    ("main_forget.py", [*REWIND, "--rewind_pth", "{r18}"], "--rewind_pth {r18} (--arch resnet20s, --dataset digits)"),
+    ("main_forget.py", [*PRUNE_BI, "--unlearn_epochs", "1"], "--unlearn FT_prune_bi prunes at the start"),
+    ("main_forget.py", [*PRUNE_BI, "--rate", "1"], "--rate 1.0: the share of weights to prune"),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "50"], "--mask is required"),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "0", "--mask", "{new}"], "how many training images to poison (at least 1)"),
     ("main_backdoor.py", [*BACKDOOR, "--num_indexes_to_replace", "5000"], "the training split holds only 1298 images"),

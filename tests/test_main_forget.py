@@ -18,6 +18,13 @@ FAST = {
     "fisher_new": [],
     "wfisher": ["--iu_damping", "100"],
     "FT_prune": ["--unlearn_epochs", "1", "--unlearn_lr", "0.01"],
+    "raw": [],
+    "FT_l1": ["--unlearn_epochs", "1", "--unlearn_lr", "0.01"],
+    "GA_l1": ["--unlearn_epochs", "1", "--unlearn_lr", "0.0001"],
+    "fisher": [],
+    "FT_prune_bi": ["--unlearn_epochs", "2", "--unlearn_lr", "0.01", "--rate", "0.5"],
+    "retrain_ls": ["--unlearn_epochs", "1", "--unlearn_lr", "0.1"],
+    "retrain_sam": ["--unlearn_epochs", "1", "--unlearn_lr", "0.1"],
 }
 RESULT_KEYS = {
     "UA", "RA", "TA", "MIA-Efficacy", "RTE", "accuracy", "SVC_MIA_forget_efficacy", "SVC_MIA_training_privacy",
@@ -29,8 +36,11 @@ def forget(method, mask, save_dir, *extra):
     return run_script("main_forget.py", *DIGITS, "--save_dir", save_dir, "--mask", mask, "--unlearn", method, *FAST[method], *extra)
 
 
-# Every method from the sparse model (the mask must survive); two from the dense one (CI time).
-@pytest.mark.parametrize("method,kind", [(m, "sparse") for m in UNLEARN_METHODS] + [("retrain", "dense"), ("GA", "dense")])
+# Every method from the sparse model (the mask must survive); three from the dense one (CI time).
+DENSE = ("retrain", "GA", "FT_prune_bi")
+
+
+@pytest.mark.parametrize("method,kind", [(m, "sparse") for m in UNLEARN_METHODS] + [(m, "dense") for m in DENSE])
 def test_every_method_writes_its_results_and_keeps_the_mask(method, kind, digits_masks, tmp_path):
     result = forget(method, digits_masks[kind], tmp_path, "--num_indexes_to_replace", "40", "--class_to_replace", "3")
     assert result.returncode == 0, result.stderr
@@ -48,7 +58,9 @@ def test_every_method_writes_its_results_and_keeps_the_mask(method, kind, digits
         assert set(res[attack]) == {"correctness", "confidence", "entropy", "m_entropy", "prob"}
         assert all(0 <= v <= 1 for v in res[attack].values())
     assert math.isfinite(res["RTE"]) and res["RTE"] >= 0
-    assert res["sparsity"] == pytest.approx(95.0 if kind == "sparse" else 0.0, abs=0.1)
+    pruned_further = method == "FT_prune_bi"  # --rate 0.5 of the weights it starts with
+    expected = {"sparse": 97.5 if pruned_further else 95.0, "dense": 50.0 if pruned_further else 0.0}[kind]
+    assert res["sparsity"] == pytest.approx(expected, abs=0.1)
 
     saved = state_dict_of(load_checkpoint(tmp_path / f"{method}checkpoint.pth.tar"))
     assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
@@ -56,7 +68,10 @@ def test_every_method_writes_its_results_and_keeps_the_mask(method, kind, digits
         input_mask = pruner.extract_mask(state_dict_of(load_checkpoint(digits_masks["sparse"])))
         mask = pruner.extract_mask(saved)
         assert mask.keys() == input_mask.keys()
-        assert all(torch.equal(mask[k], input_mask[k]) for k in mask)
+        if pruned_further:
+            assert all(not bool(mask[k][input_mask[k] == 0].any()) for k in mask)
+        else:
+            assert all(torch.equal(mask[k], input_mask[k]) for k in mask)
         weights = pruner.dense_state_dict(saved)
         for key, m in mask.items():
             assert bool((weights[key[: -len("_mask")]][m == 0] == 0).all()), key
@@ -73,6 +88,21 @@ def test_retrain_forgets_a_whole_class(digits_masks, tmp_path):
         res = json.load(f)
     assert res["forget_class"] == 1 and res["scenario"] == "class-wise"
     assert res["UA"] >= 99 and res["RA"] >= 95, (res["UA"], res["RA"])
+
+
+def test_retrain_starts_from_the_initialisation_of_train_seed_under_the_mask(digits_masks, tmp_path):
+    """Left out, --train_seed is --seed (2): the mask run's own seed, so its own initialisation."""
+    result = forget("retrain", digits_masks["sparse"], tmp_path, "--unlearn_epochs", "0")
+    assert result.returncode == 0, result.stderr
+    initial = load_checkpoint(digits_masks["sparse"].parent / "1checkpoint.pth.tar")["init_weight"]  # --prune_type lt keeps it
+    saved = state_dict_of(load_checkpoint(tmp_path / "retraincheckpoint.pth.tar"))
+    mask = pruner.extract_mask(saved)
+    input_mask = pruner.extract_mask(state_dict_of(load_checkpoint(digits_masks["sparse"])))
+    assert mask and all(torch.equal(mask[k], v) for k, v in input_mask.items())
+    weights = pruner.dense_state_dict(saved)
+    for key, value in pruner.dense_state_dict(initial).items():
+        expected = value * mask[key + "_mask"] if key + "_mask" in mask else value
+        assert torch.equal(weights[key], expected), key
 
 
 def test_resume_skips_finished_stages(digits_masks, tmp_path):

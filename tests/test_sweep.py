@@ -70,7 +70,7 @@ def test_dry_run_of_the_cifar10_grid_prints_the_readme_commands(tmp_path):
     assert not (tmp_path / "cifar").exists(), "--dry-run wrote files"
     printed = [shlex.split(line) for line in result.stdout.splitlines() if not line.startswith("#")]
     forget = [literal_options(cmd[2:]) for cmd in printed if cmd[1].endswith("main_forget.py")]
-    assert len(forget) == 2 * 2 * 6 * 10  # models x scenarios x methods x seeds
+    assert len(forget) == 2 * 2 * 7 * 10  # models x scenarios x methods (the six and the Original) x seeds
     checked = 0
     for words in readme_commands("main_forget.py"):
         expected = literal_options(words)
@@ -82,7 +82,7 @@ def test_dry_run_of_the_cifar10_grid_prints_the_readme_commands(tmp_path):
         checked += 1
     assert checked == 6
     random_forgetting = [o for o in forget if o["--class_to_replace"] == "-1"]
-    assert len(random_forgetting) == 120 and all(o["--num_indexes_to_replace"] == "4500" for o in random_forgetting)
+    assert len(random_forgetting) == 140 and all(o["--num_indexes_to_replace"] == "4500" for o in random_forgetting)
     imp = [literal_options(cmd[2:]) for cmd in printed if cmd[1].endswith("main_imp.py")]
     omp_readme = literal_options(readme_commands("main_imp.py")[0])
     assert len(imp) == 1 and all(imp[0].get(k) == v for k, v in omp_readme.items() if k != "--data"), (imp, omp_readme)
@@ -192,6 +192,7 @@ def test_summarize_names_missing_and_corrupt_files_and_summarises_the_rest(tmp_p
     fake_result(tmp_path / "c" / "FTeval_result.json", "FT", 0.0, 1, 10, 20, 99, 95)
     fake_result(tmp_path / "d" / "FTeval_result.json", "FT", 0.0, 2, 20, 30, 99, 95)
     fake_result(tmp_path / "e" / "FTeval_result.json", "FT", 95.0, 1, 40, 50, 98, 93)
+    fake_result(tmp_path / "o" / "raweval_result.json", "raw", 0.0, 1, 0, 5, 100, 95)
     (tmp_path / "f").mkdir()
     (tmp_path / "f" / "GAeval_result.json").write_text('{"method": "GA", "UA": 3')  # cut off mid-write
     missing = tmp_path / "g" / "GAeval_result.json"
@@ -202,11 +203,14 @@ def test_summarize_names_missing_and_corrupt_files_and_summarises_the_rest(tmp_p
     assert result.returncode == 0, result.stderr
     assert f"{tmp_path / 'f' / 'GAeval_result.json'}: unreadable" in result.stderr
     assert f"{missing}: missing (GA dense class-wise seed 1" in result.stderr
-    assert "5 results summarised, 2 left out" in result.stdout
+    assert "6 results summarised, 2 left out" in result.stdout
     # FT dense: UA 15±7.07, gap |15 - 100| = 85; MIA 25 (gap 75); RA 99 (gap 1); TA 95 (gap 2); average 40.75
     assert "| FT | dense | 15.00±7.07 (85.00) | 25.00±7.07 (75.00) | 99.00±0.00 (1.00) | 95.00±0.00 (2.00) | 40.75 |" in result.stdout
     assert "| Retrain | dense | 100.00±0.00 (0.00) | 100.00±0.00 (0.00) | 98.00±1.41 (0.00) | 93.00±1.41 (0.00) | 0.00 |" in result.stdout
     assert "| FT | 95% sparse | 40.00±0.00 | 50.00±0.00 | 98.00±0.00 | 93.00±0.00 | n/a |" in result.stdout  # no sparse Retrain
+    # raw is the Original row: first, and no gap to Retrain
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ") and "method" not in line]
+    assert table[0].startswith("| Original | dense | 0.00±0.00 | 5.00±0.00 | 100.00±0.00 | 95.00±0.00 | — |"), table[0]
     for suffix in (".md", ".csv", ".png"):
         assert (tmp_path / "report" / f"table{suffix}").stat().st_size > 0
 

@@ -1,4 +1,4 @@
-"""FF, Fisher forgetting (Golatkar et al., 2020), as in the original `fisher_new`.
+"""FF, Fisher forgetting (Golatkar et al., 2020), as in the original `fisher_new`; and `fisher`.
 
 1. Over the retain set in batches of 32 (eval mode, training augmentation, dataset
    order), for every class y accumulate mean_batch(p_y) * grad(CE(batch, all targets
@@ -8,6 +8,11 @@
    under class-wise forgetting the forgotten class's classifier row gets mean 0 and
    var 1e-4; var *= 10 for the classifier and 1-D tensors.
 3. theta = mean + sqrt(var) * N(0, 1).
+
+`fisher`, the original's older Fisher forgetting: F = the mean over the retain set of
+(d log p_y / d theta + 1e-8)^2 per sample (eval mode); theta += min(sqrt(alpha / F),
+1e-3) * N(0, 1), ten times that for tensors whose last dimension is the number of
+classes (the classifier's bias).
 """
 
 import logging
@@ -18,9 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from dataset import in_order
 from utils import UserError, device_synchronize
 
-from .wfisher import MEMORY_SHARE, free_memory_bytes
+from .wfisher import MEMORY_SHARE, free_memory_bytes, retain_gradient_stream
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -87,6 +93,7 @@ def fisher_diagonal(model, loader, num_classes, method=None):
     chooser = None
     batches = 0
     for images, _ in tqdm(loader, desc="FF Fisher", leave=False, disable=None):
+        images = images.to(device)
         chooser = chooser or FastestMethod(candidates, key=(type(model), device, tuple(images.shape), num_classes))
         chooser.run_batch(accumulate, images)
         batches += 1
@@ -306,10 +313,44 @@ def _add_noise(model, fisher, alpha, forget_class):
 
 
 def fisher_new(data_loaders, model, criterion, args):
-    loader = data_loaders["retain"].in_order(batch_size=FISHER_BATCH_SIZE)
+    loader = in_order(data_loaders["retain"], batch_size=FISHER_BATCH_SIZE)
     method = getattr(args, "ff_method", "auto")
     if method == "grouped" and grouped_layers(model.eval()) is None:
         raise UserError("--ff_method grouped: this model has layers other than Conv2d, BatchNorm2d and Linear; use --ff_method loop")
-    fisher = fisher_diagonal(model, loader, args.num_classes, method=None if method == "auto" else method)
-    _add_noise(model, fisher, args.alpha, args.forget_class)
+    with torch.random.fork_rng(devices=[]):  # an ordinary DataLoader draws from the CPU RNG; the noise must not depend on it
+        fisher = fisher_diagonal(model, loader, args.num_classes, method=None if method == "auto" else method)
+    _add_noise(model, fisher, args.alpha, getattr(args, "forget_class", None))
+    return model
+
+
+OLD_FISHER_EPSILON = 1e-8  # added to each per-sample derivative before squaring, as the original
+OLD_FISHER_MAX_STD = 1e-3
+
+
+def per_sample_fisher(model, loader, chunk_size=None):
+    """Mean over the loader's samples of (d log p_y / d theta + 1e-8)^2, flat (eval mode).
+
+    d log p_y / d theta is minus the per-sample cross-entropy gradient.
+    """
+    total, n = None, 0
+    for grads in retain_gradient_stream(model, loader, chunk_size, desc="Fisher per-sample gradients"):
+        squares = (OLD_FISHER_EPSILON - grads).pow_(2).sum(dim=0)
+        total = squares if total is None else total.add_(squares)
+        n += len(grads)
+    return total / max(n, 1)
+
+
+def fisher(data_loaders, model, criterion, args):
+    """The original's older Fisher forgetting (`--unlearn fisher`)."""
+    with torch.random.fork_rng(devices=[]):  # as in fisher_new: the noise does not depend on the loader
+        information = per_sample_fisher(model, in_order(data_loaders["retain"]), getattr(args, "iu_chunk_size", None))
+    start = 0
+    with torch.no_grad():
+        for p in model.parameters():
+            f = information[start : start + p.numel()].view_as(p)
+            start += p.numel()
+            noise = torch.sqrt(args.alpha / f).clamp(max=OLD_FISHER_MAX_STD) * torch.empty_like(p).normal_(0, 1)
+            if p.shape[-1] == args.num_classes:
+                noise = noise * 10
+            p.add_(noise)
     return model

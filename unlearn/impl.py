@@ -68,20 +68,46 @@ class EpochCheckpoints:
 _checkpoints = None  # the EpochCheckpoints of the run in progress (set by unlearn_and_save)
 
 
-def iterative_unlearn(data_loaders, model, args, *, loader="retain", loss_sign=1.0, penalty_at=None, name="unlearn"):
+def iterative_unlearn(
+    data_loaders,
+    model,
+    args,
+    *,
+    loader="retain",
+    loss_sign=1.0,
+    label_smoothing=0.0,
+    penalty_at=None,
+    before_epoch=None,
+    optimizer_class=None,
+    name="unlearn",
+):
     """Run `--unlearn_epochs` epochs of SGD(`--unlearn_lr`) over `data_loaders[loader]`.
 
-    loss = loss_sign * cross-entropy (+ penalty_at(epoch)(model) when given). The rate
-    decays x0.1 at the `--decreasing_lr` milestones, as in training.
+    loss = loss_sign * cross-entropy (label-smoothed by `label_smoothing`), plus
+    penalty_at(epoch)(model) when given; `before_epoch(epoch, model)` runs before each
+    epoch; `optimizer_class(params, lr, momentum, weight_decay)` replaces plain SGD. The
+    rate decays x0.1 at the `--decreasing_lr` milestones, as in training. With
+    `--rewind_epoch k` (k > 0) and `--rewind_pth`, the model first takes the weights in
+    --rewind_pth under its own mask and the schedule starts k epochs in (the original's
+    `_iterative_unlearn_impl`).
     """
     device = next(model.parameters()).device
-    optimizer = make_optimizer(model, args.unlearn_lr, args.momentum, args.weight_decay)
-    scheduler = make_scheduler(optimizer, parse_milestones(args.decreasing_lr))
     checkpoints, data = _checkpoints, data_loaders[loader]
+    resuming = bool(checkpoints and checkpoints.saved)
+    advance = 0
+    if getattr(args, "rewind_epoch", 0) and getattr(args, "rewind_pth", None):
+        advance = args.rewind_epoch
+        if not resuming:  # a resumed run has its weights from the epoch checkpoint
+            rewind_to(model, args.rewind_pth, device)
+            log.info("%s starts from %s (under the mask), schedule advanced %d epochs", name, args.rewind_pth, advance)
+    optimizer = make_optimizer(model, args.unlearn_lr, args.momentum, args.weight_decay, optimizer_class)
+    scheduler = make_scheduler(optimizer, parse_milestones(args.decreasing_lr), advance_epochs=advance)
     first = checkpoints.resume(optimizer, scheduler, data) if checkpoints else 0
     if first:
         log.info("--resume: %s continues after epoch %d/%d", name, first, args.unlearn_epochs)
     for epoch in range(first, args.unlearn_epochs):
+        if before_epoch is not None:
+            before_epoch(epoch, model)
         lr = optimizer.param_groups[0]["lr"]
         penalty = penalty_at(epoch) if penalty_at is not None else None
         stats = train_epoch(
@@ -93,6 +119,7 @@ def iterative_unlearn(data_loaders, model, args, *, loader="retain", loss_sign=1
             warmup_epochs=args.warmup,
             base_lr=args.unlearn_lr,
             loss_sign=loss_sign,
+            label_smoothing=label_smoothing,
             penalty=penalty,
             desc=name,
             amp=getattr(args, "amp", False),
@@ -109,15 +136,24 @@ def iterative_unlearn(data_loaders, model, args, *, loader="retain", loss_sign=1
     return model
 
 
+def rewind_to(model, path, device):
+    """Give the model the weights in `path` (dense or pruned), keeping its own mask."""
+    pruner.load_weights_under_mask(model, state_dict_of(load_checkpoint(path, device, what="--rewind_pth checkpoint")))
+
+
 def check_finite(model, args):
     """UserError naming the method and its strength when the weights are no longer finite."""
+    from . import ALPHA_METHODS, ITERATIVE_METHODS
+
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         settings = []
-        if args.unlearn in ("fisher_new", "wfisher", "FT_prune"):
+        if args.unlearn in ALPHA_METHODS:
             settings.append(f"--alpha {args.alpha:g}")
-        if args.unlearn not in ("fisher_new", "wfisher"):
+        if args.unlearn in ITERATIVE_METHODS:
             settings.append(f"--unlearn_lr {args.unlearn_lr:g}")
+        if not settings:  # raw changes nothing: the weights came that way
+            raise UserError(f"{args.unlearn}: the model holds non-finite weights ({bad[0]}); is the --mask checkpoint damaged?")
         options = " or ".join(s.split()[0] for s in settings)
         raise UserError(
             f"{args.unlearn} with {' '.join(settings)} made the weights non-finite ({bad[0]}); "
@@ -143,7 +179,13 @@ def run_unlearning(method, data_loaders, model, args, device):
         seconds += _checkpoints.seconds_before - _checkpoints.seconds_saving
     check_finite(model, args)
     after = pruner.current_mask(model)
-    if any(not torch.equal(input_mask[k], after[k]) for k in input_mask):
+    from . import PRUNING_METHODS
+
+    if args.unlearn in PRUNING_METHODS:  # it may prune more, never revive a pruned weight
+        changed = any(bool((after[k][input_mask[k] == 0] != 0).any()) for k in input_mask)
+    else:
+        changed = any(not torch.equal(input_mask[k], after[k]) for k in input_mask)
+    if changed:
         raise RuntimeError(f"{args.unlearn} changed the mask: this is a bug, please report it")
     return seconds
 

@@ -20,10 +20,13 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from tqdm import tqdm
 
+from dataset import in_order, num_samples
+
 log = logging.getLogger("unlearn_sparse")
 
 MAX_CHUNK = 32  # beyond this the batched call stops paying on CPU (bench/iu_grads.py)
 MEMORY_SHARE = 0.25  # of the free memory one chunk of per-sample gradients may take
+DEFAULT_DAMPING = 1000  # the original's hard-coded N
 
 
 def free_memory_bytes(device):
@@ -63,9 +66,10 @@ def summed_gradient(model, loader):
     """Sum over the loader's samples of the per-sample loss gradients (eval mode), flat."""
     model.eval()
     params = list(model.parameters())
-    total = torch.zeros(sum(p.numel() for p in params), device=params[0].device)
+    device = params[0].device
+    total = torch.zeros(sum(p.numel() for p in params), device=device)
     for images, labels in loader:
-        loss = F.cross_entropy(model(images), labels, reduction="sum")
+        loss = F.cross_entropy(model(images.to(device)), labels.to(device), reduction="sum")
         total += flat(torch.autograd.grad(loss, params))
     return total
 
@@ -109,9 +113,11 @@ def woodfisher(v, gradient_batches, damping):
     return k
 
 
-def retain_gradient_stream(model, loader, chunk_size=None):
-    for images, labels in tqdm(loader, desc="IU per-sample gradients", leave=False, disable=None):
-        yield per_sample_gradients(model, images, labels, chunk_size)
+def retain_gradient_stream(model, loader, chunk_size=None, desc="IU per-sample gradients"):
+    """(n, P) per-sample gradient matrices, one per batch of the loader."""
+    device = next(model.parameters()).device
+    for images, labels in tqdm(loader, desc=desc, leave=False, disable=None):
+        yield per_sample_gradients(model, images.to(device), labels.to(device), chunk_size)
 
 
 @torch.no_grad()
@@ -123,15 +129,14 @@ def add_flat_(model, vector):
 
 
 def wfisher(data_loaders, model, criterion, args):
-    damping = args.iu_damping
-    retain = data_loaders["retain"].in_order()
-    forget = data_loaders["forget"].in_order()
-    n_forget, n_retain = forget.num_samples, retain.num_samples
-    g_forget = summed_gradient(model, forget)
-    g_retain = summed_gradient(model, retain)
+    damping = getattr(args, "iu_damping", DEFAULT_DAMPING)
+    retain, forget = data_loaders["retain"], data_loaders["forget"]
+    n_forget, n_retain = num_samples(forget), num_samples(retain)
+    g_forget = summed_gradient(model, in_order(forget))
+    g_retain = summed_gradient(model, in_order(retain))
     v = g_forget / (n_forget + n_retain) - g_retain * n_forget / ((n_forget + n_retain) * n_retain)
     # The recursion reads only the first N + 2 retain samples.
-    first = data_loaders["retain"].in_order(limit=damping + 2)
-    k = woodfisher(v, retain_gradient_stream(model, first, args.iu_chunk_size), damping)
+    first = in_order(retain, limit=damping + 2)
+    k = woodfisher(v, retain_gradient_stream(model, first, getattr(args, "iu_chunk_size", None)), damping)
     add_flat_(model, args.alpha * k)
     return model
