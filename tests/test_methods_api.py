@@ -205,3 +205,8 @@ def test_rewind_starts_from_rewind_pth_under_the_mask_with_the_schedule_advanced
     with caplog.at_level(logging.INFO, logger="unlearn_sparse"):
         run_method("FT", tensor_loaders(tiny_data(N)), method_args("FT", *options, "--unlearn_epochs", "1"))
     assert "FT epoch 1/1 lr 0.01 " in caplog.text  # 0.1 decayed at milestone 2, reached by the rewind
+
+
+def test_an_unknown_method_is_named_as_the_original_names_it():
+    with pytest.raises(NotImplementedError, match="Unlearn method nosuch not implemented"):
+        unlearn.get_unlearn_method("nosuch")

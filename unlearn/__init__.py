@@ -81,6 +81,9 @@ __all__ = [
 
 
 def get_unlearn_method(name):
+    """The method called `name`: `method(data_loaders, model, criterion, args)`, as in the original."""
+    if name not in UNLEARN_METHODS:
+        raise NotImplementedError(f"Unlearn method {name} not implemented! Choose one of {', '.join(UNLEARN_METHODS)}")
     return UNLEARN_METHODS[name]
 
 
