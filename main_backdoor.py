@@ -177,8 +177,6 @@ def main():
         setup_seed(args.train_seed)  # the retrain methods start from the initialisation --train_seed gives, with the mask
         model = build_model(args, splits, device)
         unlearn.prepare_model(model, mask_state, args.unlearn)
-        if progress:
-            pruner.load_pruned_model(model, progress["state_dict"])
         method = unlearn.get_unlearn_method(args.unlearn)
         unlearn.unlearn_and_save(method, loaders, model, args, device, args.save_dir, result, progress)
 

@@ -137,8 +137,6 @@ def main():
     method_loaders, eval_loaders = build_loaders(splits, positions, args, device)
     if "unlearn_seconds" not in result:
         unlearn.prepare_model(model, mask_state, args.unlearn)
-        if progress:
-            pruner.load_pruned_model(model, progress["state_dict"])
         log.info("%s from %s (conv sparsity %.2f%%)", args.unlearn, args.mask, pruner.sparsity(model))
         method = unlearn.get_unlearn_method(args.unlearn)
         unlearn.unlearn_and_save(method, method_loaders, model, args, device, args.save_dir, result, progress)

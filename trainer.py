@@ -76,6 +76,8 @@ def train_epoch(
     loss_sign=1.0,
     label_smoothing=0.0,
     penalty=None,
+    relabel=None,
+    loss_fn=None,
     desc="train",
     amp=False,
     channels_last=False,
@@ -83,11 +85,13 @@ def train_epoch(
     """One pass over `loader`. Returns {"loss", "acc" (percent), "seconds", "images_per_s"}.
 
     loss = loss_sign * cross-entropy (label-smoothed by `label_smoothing`) (+ penalty(model)
-    when given). During the first `warmup_epochs` epochs the rate rises linearly per step
-    to `base_lr`. An optimizer with `second_pass = True` (SAM) gets a closure that
-    recomputes the loss and its gradient at the point it moved to. `amp` runs the forward
-    pass in bfloat16 autocast; `channels_last` converts inputs. Batches of an ordinary
-    DataLoader are moved to `device`.
+    when given), on `relabel(images, labels)` when given; `loss_fn(logits, images, labels)`
+    replaces the cross-entropy term. "acc" counts agreement with the labels trained on.
+    During the first `warmup_epochs` epochs the rate rises linearly per step to `base_lr`.
+    An optimizer with `second_pass = True` (SAM) gets a closure that recomputes the loss
+    and its gradient at the point it moved to. `amp` runs the forward pass in bfloat16
+    autocast; `channels_last` converts inputs. Batches of an ordinary DataLoader are moved
+    to `device`.
     """
     model.train()
     steps = len(loader)
@@ -102,7 +106,10 @@ def train_epoch(
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        forward_and_loss = partial(_forward_and_loss, model, images, labels, loss_sign, label_smoothing, penalty, amp)
+        if relabel is not None:
+            labels = relabel(images, labels)
+        loss_of = loss_fn or partial(_cross_entropy, loss_sign=loss_sign, label_smoothing=label_smoothing)
+        forward_and_loss = partial(_forward_and_loss, model, images, labels, loss_of, penalty, amp)
         logits, loss = forward_and_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -124,10 +131,14 @@ def train_epoch(
     return result
 
 
-def _forward_and_loss(model, images, labels, loss_sign, label_smoothing, penalty, amp):
+def _cross_entropy(logits, images, labels, loss_sign=1.0, label_smoothing=0.0):
+    return loss_sign * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
+def _forward_and_loss(model, images, labels, loss_of, penalty, amp):
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
         logits = model(images)
-        loss = loss_sign * F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        loss = loss_of(logits.float(), images, labels)
     if penalty is not None:
         loss = loss + penalty(model)
     return logits, loss

@@ -10,6 +10,8 @@ evaluation so far. `--resume` continues from either.
 import logging
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -41,24 +43,31 @@ class EpochCheckpoints:
         self.seconds_saving = 0.0
         self.start = time.perf_counter()
 
-    def resume(self, optimizer, scheduler, loader):
+    def load_weights(self, model):
+        """The interrupted run's weights (and mask) into `model`."""
+        pruner.load_pruned_model(model, self.saved["state_dict"])
+
+    def resume(self, optimizer, scheduler, loaders):
         """The epoch to continue from (0 for a fresh run), restoring the saved states."""
         if not self.saved:
             return 0
         optimizer.load_state_dict(self.saved["optimizer"])
         scheduler.load_state_dict(self.saved["scheduler"])
         set_rng_state(self.saved["rng"])
-        loader.set_generator_state(self.saved["loader_rng"])
+        states = self.saved.get("loader_rngs") or {"retain": self.saved.get("loader_rng")}
+        for name, state in states.items():
+            if name in loaders and state is not None:
+                loaders[name].set_generator_state(state)
         return self.saved["epoch"]
 
-    def save(self, model, optimizer, scheduler, loader, epochs_done):
+    def save(self, model, optimizer, scheduler, loaders, epochs_done):
         begin = time.perf_counter()
         progress = {
             "epoch": epochs_done,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": rng_state(),
-            "loader_rng": loader.generator_state(),
+            "loader_rngs": {name: loader.generator_state() for name, loader in loaders.items()},
             "seconds": self.seconds_before + begin - self.start - self.seconds_saving,
         }
         atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": self.result, "progress": progress}, self.path)
@@ -66,6 +75,23 @@ class EpochCheckpoints:
 
 
 _checkpoints = None  # the EpochCheckpoints of the run in progress (set by unlearn_and_save)
+
+
+@dataclass
+class Pass:
+    """One pass of an epoch over `data_loaders[loader]`, one optimizer step per batch.
+
+    The loss is loss_sign * cross-entropy (label-smoothed by `label_smoothing`) on
+    `relabel(images, labels)` when given, else on the labels; `loss_fn(logits, images,
+    labels)` replaces it altogether; `penalty(model)` is added.
+    """
+
+    loader: str = "retain"
+    loss_sign: float = 1.0
+    label_smoothing: float = 0.0
+    penalty: Callable | None = None
+    relabel: Callable | None = None
+    loss_fn: Callable | None = None
 
 
 def iterative_unlearn(
@@ -77,22 +103,31 @@ def iterative_unlearn(
     loss_sign=1.0,
     label_smoothing=0.0,
     penalty_at=None,
+    passes=None,
     before_epoch=None,
     optimizer_class=None,
     name="unlearn",
 ):
-    """Run `--unlearn_epochs` epochs of SGD(`--unlearn_lr`) over `data_loaders[loader]`.
+    """Run `--unlearn_epochs` epochs of SGD(`--unlearn_lr`); returns the model.
 
-    loss = loss_sign * cross-entropy (label-smoothed by `label_smoothing`), plus
-    penalty_at(epoch)(model) when given; `before_epoch(epoch, model)` runs before each
-    epoch; `optimizer_class(params, lr, momentum, weight_decay)` replaces plain SGD. The
-    rate decays x0.1 at the `--decreasing_lr` milestones, as in training. With
-    `--rewind_epoch k` (k > 0) and `--rewind_pth`, the model first takes the weights in
-    --rewind_pth under its own mask and the schedule starts k epochs in (the original's
-    `_iterative_unlearn_impl`).
+    Each epoch is `passes(epoch)` (a list of Pass), by default one pass over
+    `data_loaders[loader]` with loss = loss_sign * cross-entropy (label-smoothed by
+    `label_smoothing`) plus penalty_at(epoch)(model) when given. `before_epoch(epoch,
+    model)` runs before each epoch; `optimizer_class(params, lr, momentum, weight_decay)`
+    replaces plain SGD. The rate decays x0.1 at the `--decreasing_lr` milestones, as in
+    training. With `--rewind_epoch k` (k > 0) and `--rewind_pth`, the model first takes
+    the weights in --rewind_pth under its own mask and the schedule starts k epochs in (the
+    original's `_iterative_unlearn_impl`). An interrupted run's weights are loaded here,
+    after the method has set up what it keeps of the model it was given (a teacher, a
+    frozen copy, the weights it must not move).
     """
+    if passes is None:
+
+        def passes(epoch):
+            return [Pass(loader, loss_sign, label_smoothing, penalty_at(epoch) if penalty_at else None)]
+
     device = next(model.parameters()).device
-    checkpoints, data = _checkpoints, data_loaders[loader]
+    checkpoints = _checkpoints
     resuming = bool(checkpoints and checkpoints.saved)
     advance = 0
     if getattr(args, "rewind_epoch", 0) and getattr(args, "rewind_pth", None):
@@ -100,39 +135,46 @@ def iterative_unlearn(
         if not resuming:  # a resumed run has its weights from the epoch checkpoint
             rewind_to(model, args.rewind_pth, device)
             log.info("%s starts from %s (under the mask), schedule advanced %d epochs", name, args.rewind_pth, advance)
+    if resuming:
+        checkpoints.load_weights(model)
     optimizer = make_optimizer(model, args.unlearn_lr, args.momentum, args.weight_decay, optimizer_class)
     scheduler = make_scheduler(optimizer, parse_milestones(args.decreasing_lr), advance_epochs=advance)
-    first = checkpoints.resume(optimizer, scheduler, data) if checkpoints else 0
+    # The loaders whose shuffling and augmentation a checkpoint must restore.
+    seeded = {key: value for key, value in data_loaders.items() if hasattr(value, "generator_state")}
+    first = checkpoints.resume(optimizer, scheduler, seeded) if checkpoints else 0
     if first:
         log.info("--resume: %s continues after epoch %d/%d", name, first, args.unlearn_epochs)
     for epoch in range(first, args.unlearn_epochs):
         if before_epoch is not None:
             before_epoch(epoch, model)
         lr = optimizer.param_groups[0]["lr"]
-        penalty = penalty_at(epoch) if penalty_at is not None else None
-        stats = train_epoch(
-            model,
-            data,
-            optimizer,
-            device,
-            epoch=epoch,
-            warmup_epochs=args.warmup,
-            base_lr=args.unlearn_lr,
-            loss_sign=loss_sign,
-            label_smoothing=label_smoothing,
-            penalty=penalty,
-            desc=name,
-            amp=getattr(args, "amp", False),
-            channels_last=getattr(args, "channels_last", False),
-        )
+        for part in passes(epoch):
+            stats = train_epoch(
+                model,
+                data_loaders[part.loader],
+                optimizer,
+                device,
+                epoch=epoch,
+                warmup_epochs=args.warmup,
+                base_lr=args.unlearn_lr,
+                loss_sign=part.loss_sign,
+                label_smoothing=part.label_smoothing,
+                penalty=part.penalty,
+                relabel=part.relabel,
+                loss_fn=part.loss_fn,
+                desc=f"{name} {part.loader}",
+                amp=getattr(args, "amp", False),
+                channels_last=getattr(args, "channels_last", False),
+            )
+            log.info(
+                "%s epoch %d/%d%s lr %.4g loss %.4f acc %.2f%% %.1fs",
+                name, epoch + 1, args.unlearn_epochs, "" if part.loader == loader else f" ({part.loader})",
+                lr, stats["loss"], stats["acc"], stats["seconds"],
+            )  # fmt: skip
         scheduler.step()
-        log.info(
-            "%s epoch %d/%d lr %.4g loss %.4f acc %.2f%% %.1fs",
-            name, epoch + 1, args.unlearn_epochs, lr, stats["loss"], stats["acc"], stats["seconds"],
-        )  # fmt: skip
         check_finite(model, args)  # stop at the first epoch that diverges; never checkpoint NaN
         if checkpoints:
-            checkpoints.save(model, optimizer, scheduler, data, epoch + 1)
+            checkpoints.save(model, optimizer, scheduler, seeded, epoch + 1)
     return model
 
 
@@ -213,9 +255,10 @@ def save_unlearn_checkpoint(model, result, save_dir, method):
 def read_resume_point(model, save_dir, method, device):
     """What `--resume` finds in `<method>checkpoint.pth.tar`: (result so far, progress or None).
 
-    A finished unlearning (result has "unlearn_seconds") is loaded into `model`
-    (mask, then weights); an interrupted one returns its progress with the weights in
-    progress["state_dict"]; no file gives ({}, None). Checks the file fits `model`.
+    A finished unlearning (result has "unlearn_seconds") is checked against `model` and
+    loaded into it (mask, then weights); an interrupted one returns its progress with the
+    weights in progress["state_dict"], which the iterative method loads (and checks) once
+    it has set the model up; no file gives ({}, None).
     """
     path = unlearn_checkpoint_path(save_dir, method)
     if not os.path.isfile(path):
@@ -223,7 +266,6 @@ def read_resume_point(model, save_dir, method, device):
         return {}, None
     saved = load_checkpoint(path, device)
     state_dict = state_dict_of(saved)
-    pruner.check_state_dict_fits(model, state_dict)
     result = dict(saved.get("evaluation_result") or {})
     if "unlearn_seconds" in result:
         pruner.load_pruned_model(model, state_dict)
@@ -231,5 +273,6 @@ def read_resume_point(model, save_dir, method, device):
         return result, None
     progress = saved.get("progress")
     if progress is None:
+        pruner.check_state_dict_fits(model, state_dict)
         return result, None
     return result, {**progress, "state_dict": state_dict}
