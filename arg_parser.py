@@ -8,7 +8,10 @@ import argparse
 
 from dataset import DATASETS
 from models import model_dict
-from unlearn import DEFAULT_ALPHA, METHOD_HELP, ORIGINAL_ALPHA, PRUNING_METHODS, UNLEARN_METHODS
+from unlearn import DEFAULT_ALPHA, METHOD_DEFAULTS, METHOD_HELP, ORIGINAL_ALPHA, PRUNING_METHODS, UNLEARN_METHODS
+from unlearn.SalUn import DEFAULT_RATIO
+from unlearn.SCRUB import DEFAULTS as SCRUB_DEFAULTS
+from unlearn.SCRUB import SCRUB_EPOCHS, SCRUB_LR
 from unlearn.wfisher import DEFAULT_DAMPING
 
 PRUNE_TYPES = ("lt", "pt", "rewind_lt")
@@ -107,8 +110,12 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     unlearn = parser.add_argument_group("unlearning")
     methods = "; ".join(f"{name}: {text}" for name, text in METHOD_HELP.items())
     unlearn.add_argument("--unlearn", type=str, default="retrain", choices=list(UNLEARN_METHODS), help=f"unlearning method ({methods})")
-    unlearn.add_argument("--unlearn_lr", type=float, default=0.01, help="learning rate of the iterative methods")
-    unlearn.add_argument("--unlearn_epochs", type=int, default=10, help="epochs of the iterative methods")
+    unlearn.add_argument(
+        "--unlearn_lr", type=float, default=0.01, help=f"learning rate of the iterative methods (SCRUB, when left out: {SCRUB_LR:g})"
+    )
+    unlearn.add_argument(
+        "--unlearn_epochs", type=int, default=10, help=f"epochs of the iterative methods (SCRUB, when left out: {SCRUB_EPOCHS})"
+    )
     unlearn.add_argument("--num_indexes_to_replace", type=int, default=None, help="forget-set size (absent: the whole class)")
     unlearn.add_argument("--class_to_replace", type=int, default=0, help="class to forget from; -1 = random forgetting")
     unlearn.add_argument("--indexes_to_replace", type=str, default=None, help="explicit training positions: '3,17,42' or a .txt/.npy file")
@@ -140,6 +147,33 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
         "(measured: the fastest after one timed batch each; auto: measured on CUDA, loop elsewhere)",
     )
 
+    later = parser.add_argument_group("SalUn and SCRUB")
+    later.add_argument(
+        "--salun_ratio", type=float, default=DEFAULT_RATIO, help="SalUn: share of all weights it may move (the most salient)"
+    )
+    later.add_argument(
+        "--mask_path", type=str, default=None, help="SalUn: a saliency mask made elsewhere (SalUn's format) instead of computing one"
+    )
+    later.add_argument(
+        "--msteps",
+        type=int,
+        default=SCRUB_DEFAULTS["msteps"],
+        help="SCRUB: epochs that start with a pass away from the teacher on the forget set",
+    )
+    later.add_argument("--kd_T", type=float, default=SCRUB_DEFAULTS["kd_T"], help="SCRUB: distillation temperature")
+    later.add_argument(
+        "--scrub_gamma", type=float, default=SCRUB_DEFAULTS["scrub_gamma"], help="SCRUB: weight of the retain set's cross-entropy"
+    )
+    later.add_argument(
+        "--scrub_alpha", type=float, default=SCRUB_DEFAULTS["scrub_alpha"], help="SCRUB: weight of the retain set's KL to the teacher"
+    )
+    later.add_argument(
+        "--forget_batch_size",
+        type=int,
+        default=SCRUB_DEFAULTS["forget_batch_size"],
+        help="SCRUB: batch size of the pass over the forget set",
+    )
+
     attack = parser.add_argument_group("attack")
     attack.add_argument("--attack", type=str, default="backdoor", help="attack of main_backdoor.py")
     attack.add_argument("--trigger_size", type=int, default=4, help="side of the square backdoor trigger, pixels")
@@ -152,8 +186,12 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.train_seed is None:
         args.train_seed = args.seed
+    given = given_options(argv)
+    for option, value in METHOD_DEFAULTS.get(args.unlearn, {}).items():
+        if option not in given:
+            setattr(args, option, value)
     if args.indexes_to_replace is not None:
-        if {"class_to_replace", "num_indexes_to_replace"} & given_options(argv):
+        if {"class_to_replace", "num_indexes_to_replace"} & given:
             parser.error("--indexes_to_replace lists the forget set itself: drop --class_to_replace / --num_indexes_to_replace")
         args.class_to_replace = None
     return args
@@ -222,3 +260,15 @@ def check_unlearn_args(args):
             raise UserError(f"--unlearn {args.unlearn} prunes at the start of every second epoch: --unlearn_epochs must be at least 2")
     if args.rewind_epoch < 0:
         raise UserError(f"--rewind_epoch {args.rewind_epoch}: must be 0 or more")
+    if not 0 < args.salun_ratio <= 1:
+        raise UserError(f"--salun_ratio {args.salun_ratio}: the share of weights SalUn may move must be in (0, 1]")
+    if args.msteps < 0:
+        raise UserError(f"--msteps {args.msteps}: must be 0 or more")
+    if not (math.isfinite(args.kd_T) and args.kd_T > 0):
+        raise UserError(f"--kd_T {args.kd_T:g}: the temperature must be positive")
+    for option in ("scrub_gamma", "scrub_alpha"):
+        value = getattr(args, option)
+        if not math.isfinite(value) or value < 0:
+            raise UserError(f"--{option} {value:g}: must be a finite number, 0 or more")
+    if args.forget_batch_size < 1:
+        raise UserError(f"--forget_batch_size {args.forget_batch_size}: must be at least 1")

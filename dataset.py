@@ -170,6 +170,16 @@ def in_order(loader, batch_size=None, limit=None):
     )
 
 
+def with_batch_size(loader, batch_size):
+    """The same samples, shuffling and augmentation in batches of `batch_size` (a loader of its own)."""
+    if isinstance(loader, TensorLoader):
+        return TensorLoader(loader.data, loader.indices, batch_size, loader.shuffle, loader.augment, loader.seed)
+    from torch.utils.data import DataLoader, RandomSampler
+
+    shuffle = isinstance(loader.sampler, RandomSampler)
+    return DataLoader(loader.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=loader.num_workers, collate_fn=loader.collate_fn)
+
+
 def num_samples(loader):
     """How many samples a TensorLoader or a DataLoader holds."""
     return loader.num_samples if isinstance(loader, TensorLoader) else len(loader.dataset)

@@ -26,6 +26,7 @@ import pruner
 import unlearn
 from dataset import TensorLoader, load_dataset, select_forget_set, unlearning_positions
 from trainer import build_model
+from unlearn.SalUn import load_saliency_mask
 from utils import (
     UserError,
     atomic_save_json,
@@ -65,6 +66,8 @@ def check_forget_args(args):
         )
     if args.rewind_pth and not os.path.isfile(args.rewind_pth):
         raise UserError(f"--rewind_pth {args.rewind_pth}: file not found")
+    if args.mask_path and not os.path.isfile(args.mask_path):
+        raise UserError(f"--mask_path {args.mask_path}: file not found")
 
 
 def build_loaders(splits, positions, args, device):
@@ -126,10 +129,14 @@ def main():
     check_mask_fits_model(model, mask_state, args)
     if rewind_state is not None:
         check_fits_model(model, rewind_state, "--rewind_pth", args.rewind_pth, args)
+    if args.mask_path and args.unlearn == "SalUn":
+        load_saliency_mask(args.mask_path, model)
     result, progress = unlearn.read_resume_point(model, args.save_dir, args.unlearn, device) if args.resume else ({}, None)
     open_save_dir(args.save_dir, unlearn.outputs(args.unlearn), resume=args.resume)
     if args.rewind_pth and not rewinding:
         log.warning("--rewind_pth is read only by the iterative methods with --rewind_epoch k > 0: ignored")
+    if args.mask_path and args.unlearn != "SalUn":
+        log.warning("--mask_path is SalUn's saliency mask: ignored by %s", args.unlearn)
 
     atomic_save_npy(forget.positions, forget_indexes_path(args.save_dir))
     positions = unlearning_positions(splits, forget)

@@ -23,7 +23,14 @@ import sys
 from collections import defaultdict
 
 METRICS = ("UA", "MIA-Efficacy", "RA", "TA")
-NAMES = {"raw": "Original", "retrain": "Retrain", "FT": "FT", "GA": "GA", "fisher_new": "FF", "wfisher": "IU", "FT_prune": "l1-sparse"}
+# Every method's row name, in the order of the table: the Original, the paper's six, the original
+# code's other methods, then the methods that came after the paper.
+NAMES = {
+    "raw": "Original", "retrain": "Retrain", "FT": "FT", "GA": "GA", "fisher_new": "FF", "wfisher": "IU", "FT_prune": "l1-sparse",
+    "FT_l1": "FT_l1", "GA_l1": "GA_l1", "fisher": "fisher", "FT_prune_bi": "FT_prune_bi", "retrain_ls": "retrain_ls",
+    "retrain_sam": "retrain_sam", "RL": "RL", "SalUn": "SalUn", "SCRUB": "SCRUB", "boundary_shrink": "Boundary shrink",
+    "boundary_expanding": "Boundary expanding",
+}  # fmt: skip
 NO_GAP = {"raw"}  # rows shown without a gap to Retrain
 
 

@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, run_script
+from tests.test_reliability import Payload
 
 D = ["--dataset", "digits", "--arch", "resnet20s"]
 FORGET = [*D, "--mask", "{r20}", "--unlearn", "FT"]
 PRUNE_BI = [*D, "--mask", "{r20}", "--unlearn", "FT_prune_bi"]
+SALUN = [*D, "--mask", "{r20}", "--unlearn", "SalUn"]
 REWIND = [*FORGET, "--rewind_epoch", "3"]
 BACKDOOR = [*D, "--num_indexes_to_replace", "50", "--mask", "{new}"]
 
@@ -55,6 +57,18 @@ CASES = [
     ("main_forget.py", [*REWIND, "--rewind_pth", "{r18}"], "--rewind_pth {r18} (--arch resnet20s, --dataset digits)"),
     ("main_forget.py", [*PRUNE_BI, "--unlearn_epochs", "1"], "--unlearn FT_prune_bi prunes at the start"),
     ("main_forget.py", [*PRUNE_BI, "--rate", "1"], "--rate 1.0: the share of weights to prune"),
+    ("main_forget.py", [*SALUN, "--mask_path", "{missing}"], "--mask_path {missing}: file not found"),
+    ("main_forget.py", [*SALUN, "--mask_path", "{junk}"], "cannot read --mask_path saliency mask {junk}: not a PyTorch checkpoint"),
+    ("main_forget.py", [*SALUN, "--mask_path", "{evil}"], "refusing to load {evil}"),
+    ("main_forget.py", [*SALUN, "--mask_path", "{r18}"], "--mask_path {r18}: the saliency mask does not fit this model"),
+    ("main_forget.py", [*SALUN, "--salun_ratio", "0"], "--salun_ratio 0.0: the share of weights SalUn may move must be in (0, 1]"),
+    ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "SCRUB", "--msteps", "-1"], "--msteps -1: must be 0 or more"),
+    ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "SCRUB", "--kd_T", "0"], "--kd_T 0: the temperature must be positive"),
+    (
+        "main_forget.py",
+        [*D, "--mask", "{r20}", "--unlearn", "SCRUB", "--forget_batch_size", "0"],
+        "--forget_batch_size 0: must be at least 1",
+    ),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "50"], "--mask is required"),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "0", "--mask", "{new}"], "how many training images to poison (at least 1)"),
     ("main_backdoor.py", [*BACKDOOR, "--num_indexes_to_replace", "5000"], "the training split holds only 1298 images"),
@@ -73,7 +87,8 @@ def outcomes(tmp_path_factory):
     from models import create_model
 
     files = tmp_path_factory.mktemp("inputs")
-    paths = {name: str(files / f"{name}.pth.tar") for name in ("r20", "r18", "junk", "missing", "new")}
+    paths = {name: str(files / f"{name}.pth.tar") for name in ("r20", "r18", "junk", "missing", "new", "evil")}
+    torch.save({"conv1.weight": torch.zeros(1), "extra": Payload(str(files / "payload_ran"))}, paths["evil"])
     paths["nodata"] = str(files / "nodata")
     for name, arch in (("r20", "resnet20s"), ("r18", "resnet18")):
         torch.save({"state_dict": create_model(arch, 10, [0.5] * 3, [0.5] * 3).state_dict()}, paths[name])

@@ -25,6 +25,11 @@ FAST = {
     "FT_prune_bi": ["--unlearn_epochs", "2", "--unlearn_lr", "0.01", "--rate", "0.5"],
     "retrain_ls": ["--unlearn_epochs", "1", "--unlearn_lr", "0.1"],
     "retrain_sam": ["--unlearn_epochs", "1", "--unlearn_lr", "0.1"],
+    "RL": ["--unlearn_epochs", "1", "--unlearn_lr", "0.01"],
+    "SalUn": ["--unlearn_epochs", "1", "--unlearn_lr", "0.01"],
+    "SCRUB": ["--unlearn_epochs", "1"],
+    "boundary_shrink": ["--unlearn_epochs", "1", "--unlearn_lr", "0.001"],
+    "boundary_expanding": ["--unlearn_epochs", "1", "--unlearn_lr", "0.001"],
 }
 RESULT_KEYS = {
     "UA", "RA", "TA", "MIA-Efficacy", "RTE", "accuracy", "SVC_MIA_forget_efficacy", "SVC_MIA_training_privacy",
@@ -36,8 +41,8 @@ def forget(method, mask, save_dir, *extra):
     return run_script("main_forget.py", *DIGITS, "--save_dir", save_dir, "--mask", mask, "--unlearn", method, *FAST[method], *extra)
 
 
-# Every method from the sparse model (the mask must survive); three from the dense one (CI time).
-DENSE = ("retrain", "GA", "FT_prune_bi")
+# Every method from the sparse model (the mask must survive); four from the dense one (CI time).
+DENSE = ("retrain", "GA", "FT_prune_bi", "SalUn")
 
 
 @pytest.mark.parametrize("method,kind", [(m, "sparse") for m in UNLEARN_METHODS] + [(m, "dense") for m in DENSE])

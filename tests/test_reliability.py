@@ -175,3 +175,26 @@ def test_a_new_run_moves_finished_results_aside(digits_masks, tmp_path):
     assert (aside[0] / "GAeval_result.json").read_bytes() == before
     assert {p.name for p in aside[0].iterdir()} == {"GAcheckpoint.pth.tar", "GAeval_result.pth.tar", "GAeval_result.json"}
     assert (tmp_path / "GAeval_result.json").exists()
+
+
+LATER = {  # settings under which each epoch takes about a second on digits
+    "SalUn": ["--unlearn_epochs", "4", "--unlearn_lr", "0.01"],
+    "boundary_expanding": ["--unlearn_epochs", "12", "--unlearn_lr", "0.001"],
+}
+
+
+@pytest.mark.parametrize("method", list(LATER))
+def test_salun_and_boundary_expanding_killed_once_end_bit_identical(method, digits_masks, tmp_path):
+    """A saliency mask and an extra class survive a SIGKILL (the other later methods: tests/test_later_methods.py)."""
+    options = [*DIGITS, "--mask", digits_masks["sparse"], "--unlearn", method, *LATER[method]]
+    options += ["--class_to_replace", "-1", "--num_indexes_to_replace", "300"]
+    cmd = [sys.executable, os.path.join(ROOT, "main_forget.py"), *map(str, options), "--save_dir", str(tmp_path / "whole")]
+    whole = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # alongside the killed one
+    resumed, killed = kill_at_random_moments("main_forget.py", options, tmp_path / "killed", 5, f"{method}checkpoint.pth.tar", 1, 0.5)
+    _, stderr = whole.communicate(timeout=600)
+    assert whole.returncode == 0, stderr
+    assert resumed.returncode == 0, resumed.stderr
+    assert killed == 1 and f"{method} continues after epoch" in resumed.stderr, resumed.stderr
+    sd_whole = load_checkpoint(tmp_path / "whole" / f"{method}checkpoint.pth.tar")["state_dict"]
+    sd_killed = load_checkpoint(tmp_path / "killed" / f"{method}checkpoint.pth.tar")["state_dict"]
+    assert sd_whole.keys() == sd_killed.keys() and all(torch.equal(sd_whole[k], sd_killed[k]) for k in sd_whole)

@@ -70,7 +70,7 @@ def test_dry_run_of_the_cifar10_grid_prints_the_readme_commands(tmp_path):
     assert not (tmp_path / "cifar").exists(), "--dry-run wrote files"
     printed = [shlex.split(line) for line in result.stdout.splitlines() if not line.startswith("#")]
     forget = [literal_options(cmd[2:]) for cmd in printed if cmd[1].endswith("main_forget.py")]
-    assert len(forget) == 2 * 2 * 7 * 10  # models x scenarios x methods (the six and the Original) x seeds
+    assert len(forget) == 2 * 2 * 12 * 10  # models x scenarios x methods (the Original, the six, the five later ones) x seeds
     checked = 0
     for words in readme_commands("main_forget.py"):
         expected = literal_options(words)
@@ -80,9 +80,9 @@ def test_dry_run_of_the_cifar10_grid_prints_the_readme_commands(tmp_path):
         for option, value in expected.items():
             assert all(o.get(option) == value for o in ours), (method, option, value, ours[0].get(option))
         checked += 1
-    assert checked == 6
+    assert checked == 11
     random_forgetting = [o for o in forget if o["--class_to_replace"] == "-1"]
-    assert len(random_forgetting) == 140 and all(o["--num_indexes_to_replace"] == "4500" for o in random_forgetting)
+    assert len(random_forgetting) == 240 and all(o["--num_indexes_to_replace"] == "4500" for o in random_forgetting)
     imp = [literal_options(cmd[2:]) for cmd in printed if cmd[1].endswith("main_imp.py")]
     omp_readme = literal_options(readme_commands("main_imp.py")[0])
     assert len(imp) == 1 and all(imp[0].get(k) == v for k, v in omp_readme.items() if k != "--data"), (imp, omp_readme)

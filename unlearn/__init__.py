@@ -11,6 +11,8 @@ keeps its mask throughout (FT_prune_bi prunes further, never revives a weight).
 
 import pruner
 
+from .boundary_expanding import boundary_expanding
+from .boundary_shrink import boundary_shrink
 from .fisher import fisher, fisher_new
 from .FT import FT, FT_l1
 from .FT_prune import FT_prune
@@ -21,24 +23,32 @@ from .raw import raw
 from .retrain import retrain
 from .retrain_ls import retrain_ls
 from .retrain_sam import retrain_sam
+from .RL import RL
+from .SalUn import SalUn
+from .SCRUB import SCRUB, SCRUB_EPOCHS, SCRUB_LR
 from .wfisher import wfisher
 
-# name -> (method, one line for --help and the README). The paper's six first, then the
-# original's other methods.
+# name -> (method, one line for --help and the README). The Original and the paper's six
+# first, then the original's other methods, then the methods that came after the paper.
 METHODS = {
+    "raw": (raw, "Original: no unlearning, the model evaluated as loaded"),
     "retrain": (retrain, "Retrain: train the initialisation --train_seed gives (with the mask) on the retain set"),
     "FT": (FT, "FT: fine-tune on the retain set"),
     "GA": (GA, "GA: gradient ascent on the forget set"),
     "fisher_new": (fisher_new, "FF: Fisher forgetting, noise scaled by alpha / Fisher of the retain set"),
     "wfisher": (wfisher, "IU: influence unlearning, one WoodFisher step of size alpha"),
     "FT_prune": (FT_prune, "l1-sparse: FT plus a decaying alpha * l1 penalty"),
-    "raw": (raw, "Original: no unlearning, the model evaluated as loaded"),
     "FT_l1": (FT_l1, "FT_l1: the computation of l1-sparse under the original's other name"),
     "GA_l1": (GA_l1, "GA_l1: GA plus a constant alpha * l1 penalty"),
     "fisher": (fisher, "the original's older Fisher forgetting: noise of std min(sqrt(alpha / F), 1e-3), per-sample Fisher"),
     "FT_prune_bi": (FT_prune_bi, "FT while pruning --rate of the remaining conv weights, every second epoch"),
     "retrain_ls": (retrain_ls, "Retrain with label smoothing 0.1"),
     "retrain_sam": (retrain_sam, "Retrain with sharpness-aware minimisation (adaptive, rho 2)"),
+    "RL": (RL, "random labels: each epoch the forget set with random labels, then the retain set (SalUn's RL)"),
+    "SalUn": (SalUn, "RL moving only the --salun_ratio most salient weights for the forget set (Fan et al., 2024)"),
+    "SCRUB": (SCRUB, "the model distilled from itself: away on the forget set, towards it on the retain set (Kurmanji et al., 2023)"),
+    "boundary_shrink": (boundary_shrink, "fine-tune the forget set on the labels of its nearest wrong class, by FGSM (Chen et al., 2023)"),
+    "boundary_expanding": (boundary_expanding, "train the forget set into an extra class, then remove it (Chen et al., 2023)"),
 }
 UNLEARN_METHODS = {name: method for name, (method, _) in METHODS.items()}
 METHOD_HELP = {name: text for name, (_, text) in METHODS.items()}
@@ -48,7 +58,9 @@ FROM_SCRATCH = {"retrain", "retrain_ls", "retrain_sam"}
 FROM_TRAINED_WEIGHTS = set(UNLEARN_METHODS) - FROM_SCRATCH
 # Methods that run epochs of SGD: --unlearn_lr, --unlearn_epochs, --rewind_epoch/--rewind_pth
 # and per-epoch checkpoints apply to them.
-ITERATIVE_METHODS = {"retrain", "FT", "GA", "FT_prune", "FT_l1", "GA_l1", "FT_prune_bi", "retrain_ls", "retrain_sam"}
+ITERATIVE_METHODS = {"retrain", "FT", "GA", "FT_prune", "FT_l1", "GA_l1", "FT_prune_bi", "retrain_ls", "retrain_sam"} | {
+    "RL", "SalUn", "SCRUB", "boundary_shrink", "boundary_expanding",
+}  # fmt: skip
 # Methods that --alpha sets the strength of.
 ALPHA_METHODS = {"fisher_new", "wfisher", "FT_prune", "FT_l1", "GA_l1", "fisher"}
 # Methods that prune during unlearning (the mask may only lose weights).
@@ -58,12 +70,15 @@ PRUNING_METHODS = {"FT_prune_bi"}
 # README). Methods without an entry take the original's 0.2.
 DEFAULT_ALPHA = {"fisher_new": 1e-7, "wfisher": 3.0, "FT_prune": 1e-3, "FT_l1": 1e-3, "GA_l1": 1e-3}
 ORIGINAL_ALPHA = 0.2
+# Shared options that a method sets to its source's values when the command line leaves them out.
+METHOD_DEFAULTS = {"SCRUB": {"unlearn_lr": SCRUB_LR, "unlearn_epochs": SCRUB_EPOCHS}}
 
 
 __all__ = [
     "ALPHA_METHODS",
     "FROM_SCRATCH",
     "ITERATIVE_METHODS",
+    "METHOD_DEFAULTS",
     "METHOD_HELP",
     "PRUNING_METHODS",
     "UNLEARN_METHODS",

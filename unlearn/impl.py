@@ -106,6 +106,7 @@ def iterative_unlearn(
     passes=None,
     before_epoch=None,
     optimizer_class=None,
+    generators=None,
     name="unlearn",
 ):
     """Run `--unlearn_epochs` epochs of SGD(`--unlearn_lr`); returns the model.
@@ -114,7 +115,8 @@ def iterative_unlearn(
     `data_loaders[loader]` with loss = loss_sign * cross-entropy (label-smoothed by
     `label_smoothing`) plus penalty_at(epoch)(model) when given. `before_epoch(epoch,
     model)` runs before each epoch; `optimizer_class(params, lr, momentum, weight_decay)`
-    replaces plain SGD. The rate decays x0.1 at the `--decreasing_lr` milestones, as in
+    replaces plain SGD; `generators` ({name: torch.Generator}) are the method's own random
+    streams, kept in the checkpoints with the loaders'. The rate decays x0.1 at the `--decreasing_lr` milestones, as in
     training. With `--rewind_epoch k` (k > 0) and `--rewind_pth`, the model first takes
     the weights in --rewind_pth under its own mask and the schedule starts k epochs in (the
     original's `_iterative_unlearn_impl`). An interrupted run's weights are loaded here,
@@ -141,6 +143,7 @@ def iterative_unlearn(
     scheduler = make_scheduler(optimizer, parse_milestones(args.decreasing_lr), advance_epochs=advance)
     # The loaders whose shuffling and augmentation a checkpoint must restore.
     seeded = {key: value for key, value in data_loaders.items() if hasattr(value, "generator_state")}
+    seeded.update({f"generator {key}": SavedGenerator(g) for key, g in (generators or {}).items()})
     first = checkpoints.resume(optimizer, scheduler, seeded) if checkpoints else 0
     if first:
         log.info("--resume: %s continues after epoch %d/%d", name, first, args.unlearn_epochs)
@@ -176,6 +179,19 @@ def iterative_unlearn(
         if checkpoints:
             checkpoints.save(model, optimizer, scheduler, seeded, epoch + 1)
     return model
+
+
+class SavedGenerator:
+    """A torch.Generator with a loader's interface for checkpoints (generator_state / set_generator_state)."""
+
+    def __init__(self, generator):
+        self.generator = generator
+
+    def generator_state(self):
+        return self.generator.get_state()
+
+    def set_generator_state(self, state):
+        self.generator.set_state(state.cpu())
 
 
 def rewind_to(model, path, device):

@@ -1,0 +1,40 @@
+"""RL, random labels (SalUn's `unlearn/RL.py`, the path it takes on CIFAR-10 and SVHN).
+
+Every epoch: one pass over the forget set with labels drawn uniformly at random for each
+batch, then one pass over the retain set with the true labels; cross-entropy and the
+iterative methods' SGD. The labels come from a CPU generator of their own, seeded with
+--seed and kept in the per-epoch checkpoints: the same on every device and whatever
+loaders the method is given.
+"""
+
+import torch
+
+from .impl import Pass, iterative_unlearn
+
+
+def random_labels(num_classes, generator):
+    """relabel(images, labels) for a pass: uniformly random classes, drawn per batch from `generator`."""
+
+    def relabel(images, labels):
+        return torch.randint(0, num_classes, labels.shape, generator=generator).to(labels.device)
+
+    return relabel
+
+
+def random_label_training(data_loaders, model, args, name, optimizer_class=None):
+    """Each epoch the forget set with random labels, then the retain set (RL and SalUn)."""
+    labels = torch.Generator().manual_seed(args.seed)
+    forget, retain = Pass("forget", relabel=random_labels(args.num_classes, labels)), Pass("retain")
+    return iterative_unlearn(
+        data_loaders,
+        model,
+        args,
+        passes=lambda epoch: [forget, retain],
+        optimizer_class=optimizer_class,
+        generators={"labels": labels},
+        name=name,
+    )
+
+
+def RL(data_loaders, model, criterion, args):
+    return random_label_training(data_loaders, model, args, "RL")

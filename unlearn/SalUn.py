@@ -1,0 +1,125 @@
+"""SalUn (Fan et al., ICLR 2024): RL that moves only the weights most salient for the forget set.
+
+Saliency, as SalUn's `generate_mask.py`: the gradient of the forget set's loss with the
+model in eval mode, summed over the forget set's batches; its absolute value is ranked
+over all parameters at once (global, not per layer) and the top --salun_ratio of the
+weights are trainable (1), the rest frozen (0). On a pruned model the ratio counts the
+surviving weights, and a pruned weight is never salient. The mask is saved in --save_dir as
+`with_<ratio>.pt` in SalUn's format (parameter name -> 0/1 tensor; a pruned layer's
+`weight_orig` under its plain name `weight`); --mask_path FILE uses one made elsewhere.
+
+The frozen weights stay exactly as loaded: their gradient is zeroed before every step,
+and after it they are put back and their momentum cleared (SalUn's issue 32 / pull
+request 33: weight decay otherwise moved them). On a pruned model the pruned weights stay
+zero, as with every method.
+"""
+
+import os
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+from dataset import in_order
+from utils import UserError, atomic_torch_save, load_checkpoint
+
+from .RL import random_label_training
+
+DEFAULT_RATIO = 0.5
+
+
+def mask_name(parameter_name):
+    """SalUn's key for a parameter: a pruned layer's `weight_orig` is its `weight`."""
+    return parameter_name.removesuffix("_orig")
+
+
+def saliency_mask(model, forget_loader, ratio):
+    """{name: 0/1 uint8 tensor}: the `ratio` of the weights with the largest |summed forget gradient|.
+
+    On a pruned model the ratio counts the surviving weights; a pruned one is never salient.
+    """
+    model.eval()
+    named = [(mask_name(name), p) for name, p in model.named_parameters()]
+    device = named[0][1].device
+    total = [torch.zeros_like(p) for _, p in named]
+    for images, labels in forget_loader:
+        loss = F.cross_entropy(model(images.to(device)), labels.to(device))
+        for acc, grad in zip(total, torch.autograd.grad(loss, [p for _, p in named])):
+            acc.add_(grad)
+    buffers = dict(model.named_buffers())
+    alive = torch.cat([(buffers.get(f"{name}_mask", torch.ones_like(p)) != 0).flatten() for name, p in named])
+    scores = torch.cat([t.abs().flatten() for t in total]).masked_fill(~alive, -1.0)
+    keep = torch.zeros(len(scores), dtype=torch.uint8, device=device)
+    # The top `ratio` (SalUn: int(n * ratio) of them), ties in parameter order.
+    keep[torch.argsort(scores, descending=True, stable=True)[: int(int(alive.sum()) * ratio)]] = 1
+    return {name: part.view_as(p) for (name, p), part in zip(named, keep.split([p.numel() for _, p in named]))}
+
+
+def mask_path(save_dir, ratio):
+    """Where SalUn's generate_mask.py puts the mask of a ratio: `with_<ratio>.pt`."""
+    return os.path.join(save_dir, f"with_{ratio}.pt")
+
+
+def check_saliency_mask(model, mask, path):
+    """UserError unless `mask` has a 0/1 tensor of the right shape for every parameter of `model`."""
+    if not isinstance(mask, dict) or not all(isinstance(v, torch.Tensor) for v in mask.values()):
+        raise UserError(
+            f"--mask_path {path}: not a saliency mask (a dict of parameter name -> 0/1 tensor, as SalUn's generate_mask.py writes)"
+        )
+    expected = {mask_name(name): tuple(p.shape) for name, p in model.named_parameters()}
+    missing, extra = sorted(set(expected) - set(mask)), sorted(set(mask) - set(expected))
+    wrong = [k for k in expected if k in mask and tuple(mask[k].shape) != expected[k]]
+    if missing or extra or wrong:
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unknown {extra[:3]}"
+            if extra
+            else f"{wrong[0]} has shape {tuple(mask[wrong[0]].shape)}"
+        )
+        raise UserError(
+            f"--mask_path {path}: the saliency mask does not fit this model ({detail}); was it made for another --arch or dataset?"
+        )
+    if any(bool(((v != 0) & (v != 1)).any()) for v in mask.values()):
+        raise UserError(f"--mask_path {path}: a saliency mask holds only 0 and 1")
+
+
+def load_saliency_mask(path, model):
+    mask = load_checkpoint(path, "cpu", what="--mask_path saliency mask")
+    check_saliency_mask(model, mask, path)
+    return mask
+
+
+class FrozenOutsideMask(torch.optim.SGD):
+    """SGD that moves only the weights where `keep` is 1; the others stay exactly as they were."""
+
+    def __init__(self, params, keep, lr, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.keep = {p: m.to(p.device, p.dtype) for p, m in keep.items()}
+        self.frozen = {p: p.detach().clone() for p in self.keep}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for p, m in self.keep.items():
+            if p.grad is not None:
+                p.grad.mul_(m)
+        loss = super().step(closure)
+        for p, m in self.keep.items():
+            p.copy_(torch.where(m.bool(), p, self.frozen[p]))  # weight decay moved them: put them back
+            buffer = self.state.get(p, {}).get("momentum_buffer")
+            if buffer is not None:
+                buffer.mul_(m)
+        return loss
+
+
+def SalUn(data_loaders, model, criterion, args):
+    ratio = getattr(args, "salun_ratio", DEFAULT_RATIO)
+    if getattr(args, "mask_path", None):
+        mask = load_saliency_mask(args.mask_path, model)
+    else:
+        mask = saliency_mask(model, in_order(data_loaders["forget"]), ratio)
+        if getattr(args, "save_dir", None):
+            atomic_torch_save({k: v.cpu() for k, v in mask.items()}, mask_path(args.save_dir, ratio))
+    keep = {p: mask[mask_name(name)] for name, p in model.named_parameters()}
+    frozen_outside = partial(FrozenOutsideMask, keep=keep)
+    return random_label_training(data_loaders, model, args, "SalUn", optimizer_class=frozen_outside)
