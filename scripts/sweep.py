@@ -178,7 +178,7 @@ class LocalRunner:
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         start = time.time()
-        print(f"[start] {task['name']}", flush=True)
+        self.say(f"[start] {task['name']}")
         try:
             with open(self.log_path(task), "w") as log:
                 shown = {k: env[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS") if k in env}
@@ -193,8 +193,14 @@ class LocalRunner:
         finally:
             with self.lock:
                 self.slots.append(slot)
-        print(f"[{'done' if rc == 0 else 'FAILED'}] {task['name']} ({time.time() - start:.0f} s)", flush=True)
+        self.say(f"[{'done' if rc == 0 else 'FAILED'}] {task['name']} ({time.time() - start:.0f} s)")
         return rc
+
+    def say(self, line):
+        """One whole line on stdout: print from two workers at once can interleave text and newline."""
+        with self.lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     def stop(self, *_):
         """SIGTERM/SIGINT: stop the running tasks (they keep their checkpoints) and start no more."""

@@ -60,7 +60,8 @@ CASES = [
     ("main_forget.py", [*SALUN, "--mask_path", "{missing}"], "--mask_path {missing}: file not found"),
     ("main_forget.py", [*SALUN, "--mask_path", "{junk}"], "cannot read --mask_path saliency mask {junk}: not a PyTorch checkpoint"),
     ("main_forget.py", [*SALUN, "--mask_path", "{evil}"], "refusing to load {evil}"),
-    ("main_forget.py", [*SALUN, "--mask_path", "{r18}"], "--mask_path {r18}: the saliency mask does not fit this model"),
+    ("main_forget.py", [*SALUN, "--mask_path", "{r18sd}"], "--mask_path {r18sd}: the saliency mask does not fit this model"),
+    ("main_forget.py", [*SALUN, "--mask_path", "{r20}"], "--mask_path {r20}: not a saliency mask"),
     ("main_forget.py", [*SALUN, "--salun_ratio", "0"], "--salun_ratio 0.0: the share of weights SalUn may move must be in (0, 1]"),
     ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "SCRUB", "--msteps", "-1"], "--msteps -1: must be 0 or more"),
     ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "SCRUB", "--kd_T", "0"], "--kd_T 0: the temperature must be positive"),
@@ -89,9 +90,11 @@ def outcomes(tmp_path_factory):
     files = tmp_path_factory.mktemp("inputs")
     paths = {name: str(files / f"{name}.pth.tar") for name in ("r20", "r18", "junk", "missing", "new", "evil")}
     torch.save({"conv1.weight": torch.zeros(1), "extra": Payload(str(files / "payload_ran"))}, paths["evil"])
+    paths["r18sd"] = str(files / "r18sd.pt")  # a bare state dict, shaped like a saliency mask of another model
     paths["nodata"] = str(files / "nodata")
     for name, arch in (("r20", "resnet20s"), ("r18", "resnet18")):
         torch.save({"state_dict": create_model(arch, 10, [0.5] * 3, [0.5] * 3).state_dict()}, paths[name])
+    torch.save(create_model("resnet18", 10, [0.5] * 3, [0.5] * 3).state_dict(), paths["r18sd"])
     with open(paths["junk"], "w") as f:
         f.write("not a checkpoint")
 
