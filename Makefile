@@ -22,9 +22,10 @@ demo: $(STAMP)
 	$(PY) scripts/sweep.py scripts/grids/digits.json --out $(DEMO_DIR) --jobs 2
 	$(PY) scripts/summarize.py $(DEMO_DIR)
 
-# The Slurm tests need slurm-wlm and munge: installed here when missing (root with apt-get).
+# The Slurm tests need slurm-wlm and munge, one test the real Fashion-MNIST files
+# (dataset-fashion-mnist): installed here when missing (root with apt-get).
 test: $(STAMP) lint
-	bash tests/install_slurm.sh
+	bash tests/install_test_packages.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

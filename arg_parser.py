@@ -41,6 +41,18 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     data.add_argument("--num_workers", type=int, default=4, help="accepted for compatibility; data is held as tensors, no worker processes")
     data.add_argument("--num_classes", type=int, default=10, help="accepted for compatibility; the dataset sets the number of classes")
     data.add_argument("--no-aug", dest="no_aug", action="store_true", default=False, help="no training augmentation")
+    data.add_argument(
+        "--train_per_class",
+        type=int,
+        default=None,
+        help="keep a fixed, seeded subset of N training images per class (after the validation split is set aside); default all",
+    )
+    data.add_argument(
+        "--test_per_class",
+        type=int,
+        default=None,
+        help="keep a fixed, seeded subset of M images per class of the validation and test splits",
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument("--arch", type=str, default="resnet18", choices=sorted(model_dict), help="model architecture")
@@ -205,6 +217,16 @@ def given_options(argv=None):
     return set(vars(probe.parse_args(argv)))
 
 
+def check_data_args(args):
+    """The size caps, when given, keep at least one image per class."""
+    from utils import UserError
+
+    for option in ("train_per_class", "test_per_class"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option} {value}: must be at least 1 (leave it out to keep every image)")
+
+
 def check_training_args(args):
     """Check the options every training script uses; UserError names the option and the fix."""
     from models import IMAGENET_STEM_ARCHS
@@ -221,6 +243,7 @@ def check_training_args(args):
         raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
     if args.warmup < 0:
         raise UserError(f"--warmup {args.warmup}: must be 0 or more")
+    check_data_args(args)
     if not 0 <= args.rate < 1:
         raise UserError(f"--rate {args.rate}: the share of weights to prune must be in [0, 1)")
     try:

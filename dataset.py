@@ -346,25 +346,123 @@ def load_digits_splits():
     return Splits("digits", train_set, val_set, test_set, num_classes=10, mean=mean, std=std, augment=Augment(32, 4, flip=False))
 
 
+# Where Debian's package dataset-fashion-mnist puts the four files of the original release.
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# Channel statistics of the 60,000 training images zero-padded to 32x32.
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2190, 0.3318
+
+
+def read_idx(path):
+    """An IDX file of the MNIST releases (gzipped or not) as a numpy uint8 array."""
+    import gzip
+
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        dims = data[3]
+        if data[:3] != b"\x00\x00\x08":
+            raise ValueError("not an IDX file of unsigned bytes")
+        shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+    except (OSError, ValueError, IndexError, EOFError) as err:
+        raise UserError(
+            f"cannot read {path}: {err}; the file is damaged (reinstall it, or remove it so that it is fetched again)"
+        ) from None
+
+
+def _release_files(folder):
+    """{split: (images path, labels path)} when the folder holds all four files (gzipped or not), else None."""
+    found = {}
+    for split, names in FASHION_MNIST_FILES.items():
+        paths = [next((p for p in (os.path.join(folder, n), os.path.join(folder, n + ".gz")) if os.path.isfile(p)), None) for n in names]
+        if None in paths:
+            return None
+        found[split] = paths
+    return found
+
+
+def load_fashion_mnist(data_dir):
+    """Fashion-MNIST (Zalando, 70,000 28x28 greyscale images, 10 classes), read, never modified.
+
+    From --data in torchvision's layout (`<data>/FashionMNIST/raw/`), else from Debian's
+    package folder, else downloaded into --data by torchvision; else one clear error.
+    Images are zero-padded by 2 pixels to 32x32 and given three channels, so every
+    architecture takes them as CIFAR images.
+    """
+    files = _release_files(os.path.join(data_dir, "FashionMNIST", "raw")) or _release_files(FASHION_MNIST_SYSTEM_DIR)
+    if files is None:
+        from torchvision.datasets import FashionMNIST
+
+        layout = f"{os.path.join(data_dir, 'FashionMNIST', 'raw')}/ or {FASHION_MNIST_SYSTEM_DIR}/"
+        try:
+            _torchvision_dataset(FashionMNIST, "fashionmnist", data_dir, layout, train=True)
+            _torchvision_dataset(FashionMNIST, "fashionmnist", data_dir, layout, train=False)
+        except UserError as err:
+            raise UserError(
+                f"{err}. Install it with `apt-get install dataset-fashion-mnist` (Debian's package, no network needed), "
+                "or run once where torchvision can download it into --data"
+            ) from None
+        files = _release_files(os.path.join(data_dir, "FashionMNIST", "raw"))
+
+    def images_and_labels(split):
+        images, labels = (read_idx(path) for path in files[split])
+        padded = F.pad(torch.from_numpy(images.copy())[:, None], (2, 2, 2, 2))
+        return padded.expand(-1, 3, -1, -1).contiguous(), labels.astype(np.int64)
+
+    train_images, train_labels = images_and_labels("train")
+    test_images, test_labels = images_and_labels("test")
+    train_set, val_set = _split_train_val(train_images, train_labels)
+    test_set = ImageSet(test_images, torch.as_tensor(test_labels))
+    stats = dict(num_classes=10, mean=(FASHION_MNIST_MEAN,) * 3, std=(FASHION_MNIST_STD,) * 3)
+    return Splits("fashionmnist", train_set, val_set, test_set, augment=Augment(32, 4, flip=True), **stats)
+
+
 DATASETS = {
     "cifar10": lambda args: load_cifar("cifar10", args.data),
     "cifar100": lambda args: load_cifar("cifar100", args.data),
     "svhn": lambda args: load_svhn(args.data),
     "TinyImagenet": lambda args: load_tiny_imagenet(args.data_dir),
     "digits": lambda args: load_digits_splits(),
+    "fashionmnist": lambda args: load_fashion_mnist(args.data),
 }
 
 
 # Classes and image side of each dataset, known before loading (for early option checks).
-DATASET_SHAPES = {"cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "TinyImagenet": (200, 64), "digits": (10, 32)}
+DATASET_SHAPES = {
+    "cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "TinyImagenet": (200, 64), "digits": (10, 32), "fashionmnist": (10, 32),
+}  # fmt: skip
+CAP_SEED = 1  # the subsets kept by --train_per_class / --test_per_class, whatever --seed is
+
+
+def keep_per_class(image_set, per_class, seed=CAP_SEED):
+    """A fixed, seeded subset of at most `per_class` images of every class (in their original order)."""
+    labels = image_set.labels.numpy()
+    rng = np.random.RandomState(seed)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]))
+    return ImageSet(image_set.images[keep], image_set.labels[keep])
 
 
 def load_dataset(args):
-    """The dataset named by `args.dataset`, with `--no-aug` applied."""
+    """The dataset named by `args.dataset`, with `--no-aug` and the size caps applied.
+
+    --train_per_class N keeps N training images of each class (the validation split set
+    aside first); --test_per_class M keeps M of each class in the validation and test splits.
+    """
     splits = DATASETS[args.dataset](args)
     if getattr(args, "no_aug", False):
         splits.augment = None
-    log.info("%s: %d train, %d val, %d test images", splits.name, len(splits.train), len(splits.val), len(splits.test))
+    train_cap, test_cap = getattr(args, "train_per_class", None), getattr(args, "test_per_class", None)
+    if train_cap is not None:
+        splits.train = keep_per_class(splits.train, train_cap)
+    if test_cap is not None:
+        splits.val, splits.test = keep_per_class(splits.val, test_cap), keep_per_class(splits.test, test_cap)
+    caps = f" (at most {train_cap} / {test_cap} per class)" if train_cap or test_cap else ""
+    log.info("%s: %d train, %d val, %d test images%s", splits.name, len(splits.train), len(splits.val), len(splits.test), caps)
     return splits
 
 
@@ -456,8 +554,8 @@ def unlearning_positions(splits, forget):
 
 
 def trigger_value(dataset):
-    """Pixel value of the trigger: black, as in the original; white on digits (black background)."""
-    return 255 if dataset == "digits" else 0
+    """Pixel value of the trigger: black, as in the original; white on digits and Fashion-MNIST (black backgrounds)."""
+    return 255 if dataset in ("digits", "fashionmnist") else 0
 
 
 def add_trigger(images, size, value):

@@ -35,7 +35,7 @@ import arg_parser
 import pruner
 import unlearn
 from dataset import DATASET_SHAPES, ImageSet, TensorLoader, add_trigger, load_dataset, select_forget_set, trigger_value
-from main_forget import check_mask_fits_model
+from main_forget import check_mask_fits_model, check_same_data
 from main_imp import IMP_OUTPUTS, resume_if_asked, run_states, setup_run
 from trainer import build_model, evaluate
 from utils import (
@@ -120,7 +120,7 @@ def trojaned_model(args, run, splits, mask_state):
         pruner.apply_mask(run.model, mask)
         run.new_optimizer()
     run_states(run, args)
-    atomic_torch_save({"state_dict": run.model.state_dict()}, args.mask)
+    atomic_torch_save({"state_dict": run.model.state_dict(), "args": vars(args)}, args.mask)
     log.info("trojaned model (conv sparsity %.2f%%) saved to %s", pruner.sparsity(run.model), args.mask)
 
 
@@ -129,7 +129,11 @@ def main():
     setup_logging()
     # Every check first: options, the --mask file and its fit, the data, the poison count.
     check_backdoor_args(args)
-    mask_state = state_dict_of(load_checkpoint(args.mask, "cpu", what="--mask checkpoint")) if os.path.isfile(args.mask) else None
+    mask_state = None
+    if os.path.isfile(args.mask):
+        mask_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")
+        check_same_data(mask_checkpoint, args)
+        mask_state = state_dict_of(mask_checkpoint)
     splits = load_dataset(args)
     poisoned, positions, triggered, others = poison(splits, args)
     args.num_classes, args.forget_class = splits.num_classes, None

@@ -59,6 +59,7 @@ def check_forget_args(args):
     if args.batch_size < 1:
         raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
     arg_parser.check_unlearn_args(args)
+    arg_parser.check_data_args(args)
     if args.rewind_epoch and args.unlearn in unlearn.ITERATIVE_METHODS and not args.rewind_pth:
         raise UserError(
             f"--rewind_epoch {args.rewind_epoch}: {args.unlearn} would start from the weights in --rewind_pth, and none was given "
@@ -115,7 +116,9 @@ def main():
     # Every check first: options, the mask file, the data, the forget set, the mask's fit.
     check_forget_args(args)
     device = get_device(args.gpu)
-    mask_state = state_dict_of(load_checkpoint(args.mask, "cpu", what="--mask checkpoint"))
+    mask_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")
+    check_same_data(mask_checkpoint, args)
+    mask_state = state_dict_of(mask_checkpoint)
     rewinding = args.rewind_epoch and args.rewind_pth and args.unlearn in unlearn.ITERATIVE_METHODS
     rewind_state = state_dict_of(load_checkpoint(args.rewind_pth, "cpu", what="--rewind_pth checkpoint")) if rewinding else None
     splits = load_dataset(args)
@@ -166,6 +169,24 @@ def main():
         f"{args.unlearn}: UA {m['UA']:.2f}  MIA-Efficacy {m['MIA-Efficacy']:.2f}  RA {m['RA']:.2f}  TA {m['TA']:.2f}  "
         f"RTE {m['RTE']:.3f} min  (sparsity {pruner.sparsity(model):.2f}%)"
     )
+
+
+DATA_OPTIONS = ("dataset", "train_per_class", "test_per_class")
+
+
+def check_same_data(checkpoint, args):
+    """UserError when the --mask checkpoint records a dataset or size caps other than this run's."""
+    saved = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    if not isinstance(saved, dict):
+        return  # a checkpoint of the original code, or one without its arguments
+    for option in DATA_OPTIONS:
+        then, now = saved.get(option), getattr(args, option)
+        if option in saved and then != now:
+            show = {None: "all"}
+            raise UserError(
+                f"--mask {args.mask} was trained with --{option} {show.get(then, then)} (this run: {show.get(now, now)}); "
+                "pass the data options of the run that made it"
+            )
 
 
 def check_mask_fits_model(model, state_dict, args):

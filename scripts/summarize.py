@@ -1,14 +1,19 @@
 """The paper's table from a folder of unlearning results.
 
-    python scripts/summarize.py RUN_DIR [--out FILE]
+    python scripts/summarize.py RUN_DIR [--out FILE] [--best]
 
 Reads every `*eval_result.json` under RUN_DIR (main_forget.py's readable results; when
-RUN_DIR holds a sweep's sweep.json, the tasks it lists name the runs to expect) and prints,
-per scenario, method and model (dense / sparse), the mean ± std over seeds of UA,
-MIA-Efficacy, RA and TA with the gap to Retrain (same scenario and model) in brackets, the
-average gap, and RTE in minutes. `raw` (no unlearning) is the "Original" row, shown first
-and without gaps: it is the starting point, not a contender. Writes FILE (Markdown, default RUN_DIR/summary.md) and
-beside it FILE.csv and FILE.png (each metric, dense vs sparse per method).
+RUN_DIR holds a sweep's sweep.json, the tasks it lists name the runs to expect; a
+task.json beside a result gives its labels, so copied results keep them) and prints, per
+scenario, method (and setting, when a grid gave an option as a list) and model (dense /
+sparse), the mean ± std over seeds of UA, MIA-Efficacy, RA and TA with the gap to
+Retrain (same scenario and model) in brackets, the average gap, and RTE in minutes.
+`raw` (no unlearning) is the "Original" row, shown first and without gaps: it is the
+starting point, not a contender. A setting shows in its row's name, `FF (alpha=1e-07)`;
+--best keeps, per method, model and scenario, the setting with the smallest average gap
+and says under the table what it selected. Writes FILE (Markdown, default
+RUN_DIR/summary.md) and beside it FILE.csv and FILE.png (each metric, dense vs sparse per
+method).
 
 A missing or unreadable result file is named on stderr and left out; the rest is summarised.
 """
@@ -21,6 +26,8 @@ import math
 import os
 import sys
 from collections import defaultdict
+
+TASK_FILE = "task.json"  # what scripts/sweep.py writes beside each unlearning task's results
 
 METRICS = ("UA", "MIA-Efficacy", "RA", "TA")
 # Every method's row name, in the order of the table: the Original, the paper's six, the original
@@ -37,6 +44,15 @@ NO_GAP = {"raw"}  # rows shown without a gap to Retrain
 def model_label(result):
     sparsity = float(result.get("sparsity") or 0.0)
     return "dense" if sparsity == 0 else f"{sparsity:.0f}% sparse"
+
+
+def task_labels(result_path):
+    """The labels sweep.py left in task.json beside a result, or {}."""
+    try:
+        with open(os.path.join(os.path.dirname(result_path), TASK_FILE)) as f:
+            return json.load(f).get("labels") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def read_results(run_dir):
@@ -68,11 +84,12 @@ def read_results(run_dir):
         if not all(math.isfinite(v) for v in values.values()):
             problems.append(f"{path}: holds a non-finite metric; left out")
             continue
-        labels = (task or {}).get("labels") or {}
+        labels = (task or {}).get("labels") or task_labels(path)
         rows.append(
             {
                 "scenario": labels.get("scenario") or result.get("scenario", "?"),
                 "method": result.get("method") or labels.get("method", "?"),
+                "setting": labels.get("setting", ""),
                 "model": labels.get("model") or model_label(result),
                 "sparsity": float(result.get("sparsity") or 0.0),
                 "seed": (result.get("args") or {}).get("seed", labels.get("seed")),
@@ -90,21 +107,52 @@ def mean_std(values):
 
 
 def aggregate(rows):
-    """One entry per (scenario, model, method): mean/std per metric, gaps to Retrain, n."""
+    """One entry per (scenario, model, method, setting): mean/std per metric, gaps to Retrain, n.
+
+    The reference is the same scenario and model's Retrain (its one setting, if it has several
+    the one without a setting of its own).
+    """
     groups = defaultdict(list)
     for r in rows:
-        groups[(r["scenario"], r["model"], r["method"])].append(r)
+        groups[(r["scenario"], r["model"], r["method"], r["setting"])].append(r)
     table = {}
     for key, members in groups.items():
         entry = {"n": len(members), "sparsity": members[0]["sparsity"]}
         for m in (*METRICS, "RTE"):
             entry[m] = mean_std([r[m] for r in members])
         table[key] = entry
-    for (scenario, model, method), entry in table.items():
-        reference = table.get((scenario, model, "retrain")) if method not in NO_GAP else None
+    for (scenario, model, method, _), entry in table.items():
+        reference = retrain_of(table, scenario, model) if method not in NO_GAP else None
         entry["gap"] = {m: abs(entry[m][0] - reference[m][0]) for m in METRICS} if reference else None
         entry["avg_gap"] = sum(entry["gap"].values()) / len(METRICS) if reference else None
     return table
+
+
+def retrain_of(table, scenario, model):
+    candidates = {setting: e for (sc, mo, me, setting), e in table.items() if (sc, mo, me) == (scenario, model, "retrain")}
+    if len(candidates) == 1:
+        return next(iter(candidates.values()))
+    return candidates.get("")
+
+
+def keep_best(table):
+    """Per method, model and scenario, the setting with the smallest average gap; and what was chosen over what."""
+    by_group = defaultdict(dict)
+    for (scenario, model, method, setting), entry in table.items():
+        by_group[(scenario, model, method)][setting] = entry
+    kept, notes = {}, []
+    for (scenario, model, method), entries in sorted(by_group.items(), key=lambda kv: (kv[0][0], method_order(kv[0][2]), kv[0][1])):
+        scored = {s: e for s, e in entries.items() if e["avg_gap"] is not None}
+        best = min(scored, key=lambda s: scored[s]["avg_gap"]) if len(scored) > 1 else None
+        for setting, entry in entries.items():
+            if best is None or setting == best:
+                kept[(scenario, model, method, setting)] = entry
+        if best is not None:
+            others = ", ".join(f"{s} ({scored[s]['avg_gap']:.2f})" for s in sorted(scored, key=lambda s: scored[s]["avg_gap"]) if s != best)
+            notes.append(
+                f"{NAMES.get(method, method)}, {model}, {scenario}: selected {best} (Avg. Gap {scored[best]['avg_gap']:.2f}) over {others}"
+            )
+    return kept, notes
 
 
 def method_order(method):
@@ -112,20 +160,24 @@ def method_order(method):
     return (list(NAMES).index(method), "") if method in NAMES else (len(NAMES), method)
 
 
+def row_name(method, setting):
+    return NAMES.get(method, method) + (f" ({setting})" if setting else "")
+
+
 def ordered(table):
-    return sorted(table.items(), key=lambda kv: (kv[0][0], method_order(kv[0][2]), kv[1]["sparsity"], kv[0][1]))
+    return sorted(table.items(), key=lambda kv: (kv[0][0], method_order(kv[0][2]), kv[0][3], kv[1]["sparsity"], kv[0][1]))
 
 
-def markdown(table):
+def markdown(table, notes=()):
     lines = []
     for scenario in sorted({k[0] for k in table}):
         lines += [f"### {scenario} forgetting", ""]
         header = ["method", "model", *METRICS, "Avg. Gap", "RTE (min)", "runs"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for (sc, model, method), e in ordered(table):
+        for (sc, model, method, setting), e in ordered(table):
             if sc != scenario:
                 continue
-            cells = [NAMES.get(method, method), model]
+            cells = [row_name(method, setting), model]
             for m in METRICS:
                 mean, std = e[m]
                 gap = f" ({e['gap'][m]:.2f})" if e["gap"] is not None else ""
@@ -136,9 +188,12 @@ def markdown(table):
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     note = "Mean ± std over seeds; in brackets the gap to Retrain of the same model and scenario (lower is better)."
-    if any(method in NO_GAP for _, _, method in table):
+    if any(key[2] in NO_GAP for key in table):
         note += " Original: the model before unlearning (no gap: it is where every method starts)."
     lines.append(note)
+    if notes:
+        lines += ["", "--best kept, per method, model and scenario, the setting with the smallest Avg. Gap:", ""]
+        lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -146,11 +201,13 @@ def write_csv(table, path):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         stats = [f"{m}_{s}" for m in (*METRICS, "RTE") for s in ("mean", "std")]
-        writer.writerow(["scenario", "method", "model", "sparsity", "runs", *stats, *(f"{m}_gap" for m in METRICS), "avg_gap"])
-        for (scenario, model, method), e in ordered(table):
+        header = ["scenario", "method", "setting", "model", "sparsity", "runs", *stats, *(f"{m}_gap" for m in METRICS), "avg_gap"]
+        writer.writerow(header)
+        for (scenario, model, method, setting), e in ordered(table):
             gaps = [e["gap"][m] if e["gap"] else "" for m in METRICS]
             values = [v for m in (*METRICS, "RTE") for v in e[m]]
-            writer.writerow([scenario, NAMES.get(method, method), model, e["sparsity"], e["n"], *values, *gaps, e["avg_gap"] or ""])
+            avg_gap = "" if e["avg_gap"] is None else e["avg_gap"]
+            writer.writerow([scenario, NAMES.get(method, method), setting, model, e["sparsity"], e["n"], *values, *gaps, avg_gap])
 
 
 def plot(table, path):
@@ -163,21 +220,21 @@ def plot(table, path):
     fig, axes = plt.subplots(len(scenarios), len(METRICS), figsize=(4 * len(METRICS), 3.2 * len(scenarios)), squeeze=False)
     for row, scenario in enumerate(scenarios):
         keys = [k for k, _ in ordered(table) if k[0] == scenario]
-        methods = sorted({k[2] for k in keys}, key=method_order)
+        rows = sorted({(k[2], k[3]) for k in keys}, key=lambda ms: (method_order(ms[0]), ms[1]))
         models = sorted({k[1] for k in keys}, key=lambda m: (m != "dense", m))
         width = 0.8 / max(len(models), 1)
         for col, metric in enumerate(METRICS):
             ax = axes[row][col]
             for i, model in enumerate(models):
                 xs, means, stds = [], [], []
-                for j, method in enumerate(methods):
-                    entry = table.get((scenario, model, method))
+                for j, (method, setting) in enumerate(rows):
+                    entry = table.get((scenario, model, method, setting))
                     if entry:
                         xs.append(j + (i - (len(models) - 1) / 2) * width)
                         means.append(entry[metric][0])
                         stds.append(entry[metric][1])
                 ax.bar(xs, means, width, yerr=stds, label=model, capsize=2)
-            ax.set_xticks(range(len(methods)), [NAMES.get(m, m) for m in methods], rotation=30)
+            ax.set_xticks(range(len(rows)), [row_name(m, s) for m, s in rows], rotation=30, ha="right")
             ax.set_title(f"{metric} ({scenario})")
             ax.set_ylim(0, 105)
             if col == 0:
@@ -192,6 +249,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
     parser.add_argument("--out", default=None, help="Markdown file (default RUN_DIR/summary.md); .csv and .png beside it")
+    parser.add_argument(
+        "--best", action="store_true", help="per method, model and scenario, keep only the setting with the smallest average gap to Retrain"
+    )
     args = parser.parse_args()
     if not os.path.isdir(args.run_dir):
         print(f"error: {args.run_dir}: no such folder", file=sys.stderr)
@@ -203,7 +263,10 @@ def main():
         print(f"error: no readable *eval_result.json under {args.run_dir}", file=sys.stderr)
         sys.exit(2)
     table = aggregate(rows)
-    text = markdown(table)
+    notes = ()
+    if args.best:
+        table, notes = keep_best(table)
+    text = markdown(table, notes)
     out = args.out or os.path.join(args.run_dir, "summary.md")
     stem = os.path.splitext(out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -6,11 +6,15 @@ GRID is a JSON file (format in the README, examples in scripts/grids/). It expan
   mask tasks      one main_imp.py / main_synflow.py run per entry of "masks", in
                   RUN_DIR/masks/<mask>/
   unlearn tasks   one main_forget.py run per model x scenario x
-                  method x seed, in RUN_DIR/unlearn/<model>/<scenario>/<method>/seed<s>/
+                  method x seed, in RUN_DIR/unlearn/<model>/<scenario>/<method>/seed<s>/;
+                  a method option given as a list ("alpha": [1e-8, 1e-7]) makes one
+                  task per value (per combination), in .../<method>/<setting>/seed<s>/
 and every unlearn task waits for the mask task that makes its model. Every task passes
 --resume, and a task whose result file exists is not started again: running the same
 sweep twice redoes only what is unfinished. RUN_DIR/sweep.json lists every task with its
-command and result file (scripts/summarize.py reads it to name missing results).
+command and result file (scripts/summarize.py reads it to name missing results), and each
+unlearning task's folder holds task.json, its name and labels (model, scenario, method,
+seed, setting), so that its results can be summarised wherever they are copied.
 
 local   runs the tasks with --jobs workers; each worker gets its own CUDA_VISIBLE_DEVICES
         (round robin over --gpus, default every visible GPU) and an equal share of the CPU
@@ -23,6 +27,7 @@ slurm   writes RUN_DIR/slurm/{masks,unlearn}.sbatch and submits a job array for 
 """
 
 import argparse
+import itertools
 import json
 import os
 import shlex
@@ -39,6 +44,7 @@ sys.path.insert(0, ROOT)
 from utils import UserError, atomic_save_json, imp_summary_path  # noqa: E402
 
 MASK_SCRIPTS = ("main_imp.py", "main_synflow.py")
+TASK_FILE = "task.json"  # an unlearning task's name and labels, beside its results (scripts/summarize.py reads it)
 
 
 # ---------------------------------------------------------------- the grid
@@ -97,21 +103,44 @@ def expand(grid, out):
         mask_file = os.path.join(mask_dirs[model["mask"]], model["file"])
         for scenario, scenario_options in scenarios.items():
             for method, method_options in grid["methods"].items():
-                for seed in grid.get("seeds", [1]):
-                    save_dir = os.path.join(out, "unlearn", slug(model_name), slug(scenario), method, f"seed{seed}")
-                    options = {**common, **scenario_options, **method_options, "seed": seed}
-                    cmd = [python, os.path.join(ROOT, script), *options_list(options), "--mask", mask_file, "--unlearn", method]
-                    cmd += ["--save_dir", save_dir, "--resume"]
-                    unlearn_tasks.append(
-                        {
-                            "name": f"{method} {model_name} {scenario} seed {seed}",
-                            "cmd": cmd,
-                            "result": os.path.join(save_dir, f"{method}eval_result.json"),
-                            "after": f"mask {model['mask']}",
-                            "labels": {"model": model_name, "scenario": scenario, "method": method, "seed": seed},
-                        }
-                    )
+                for setting, options_of_setting in settings(method_options):
+                    for seed in grid.get("seeds", [1]):
+                        where = [slug(model_name), slug(scenario), method, *([slug(setting)] if setting else []), f"seed{seed}"]
+                        save_dir = os.path.join(out, "unlearn", *where)
+                        options = {**common, **scenario_options, **options_of_setting, "seed": seed}
+                        cmd = [python, os.path.join(ROOT, script), *options_list(options), "--mask", mask_file, "--unlearn", method]
+                        cmd += ["--save_dir", save_dir, "--resume"]
+                        labels = {"model": model_name, "scenario": scenario, "method": method, "seed": seed}
+                        unlearn_tasks.append(
+                            {
+                                "name": f"{method}{f' ({setting})' if setting else ''} {model_name} {scenario} seed {seed}",
+                                "cmd": cmd,
+                                "result": os.path.join(save_dir, f"{method}eval_result.json"),
+                                "after": f"mask {model['mask']}",
+                                "labels": {**labels, "setting": setting} if setting else labels,
+                            }
+                        )
     return mask_tasks, unlearn_tasks
+
+
+def settings(options):
+    """[(label, options)]: one per combination of the list-valued options ("" and the options when none is a list).
+
+    {"alpha": [1e-8, 1e-7], "unlearn_epochs": 5} -> [("alpha=1e-08", {"alpha": 1e-8, ...}), ("alpha=1e-07", ...)]
+    """
+    varied = [key for key, value in options.items() if isinstance(value, list)]
+    if not varied:
+        return [("", options)]
+    combos = []
+    for values in itertools.product(*(options[key] for key in varied)):
+        chosen = dict(zip(varied, values))
+        combos.append((", ".join(f"{key}={value}" for key, value in chosen.items()), {**options, **chosen}))
+    return combos
+
+
+def write_task_labels(task):
+    """`task.json` beside an unlearning task's results: its name and labels (the setting among them)."""
+    atomic_save_json({"name": task["name"], "labels": task["labels"]}, os.path.join(os.path.dirname(task["result"]), TASK_FILE))
 
 
 def slug(text):
@@ -321,6 +350,8 @@ def main():
         manifest = {"grid": os.path.abspath(args.grid), "tasks": [{k: t[k] for k in ("name", "cmd", "result") if k in t} | {
             "labels": t.get("labels", {})} for t in mask_tasks + unlearn_tasks]}  # fmt: skip
         atomic_save_json(manifest, os.path.join(out, "sweep.json"))
+        for task in unlearn_tasks:
+            write_task_labels(task)
 
     if args.backend == "slurm":
         submit_slurm(todo_masks, todo_unlearn, out, sbatch_options(args.sbatch), args.dry_run)

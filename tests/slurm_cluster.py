@@ -1,7 +1,7 @@
 """A one-node Slurm on this machine for the sweep tests (controller and compute daemon on localhost).
 
 Needs the Debian packages slurm-wlm and munge (`make test` installs them as root with apt-get,
-see tests/install_slurm.sh) and root, as Slurm's daemons do. Every path is under a temporary folder;
+see tests/install_test_packages.sh) and root, as Slurm's daemons do. Every path is under a temporary folder;
 the daemons are stopped by their pid files afterwards.
 """
 

@@ -70,6 +70,8 @@ CASES = [
         [*D, "--mask", "{r20}", "--unlearn", "SCRUB", "--forget_batch_size", "0"],
         "--forget_batch_size 0: must be at least 1",
     ),
+    ("main_forget.py", [*D, "--mask", "{capped}", "--unlearn", "FT"], "--mask {capped} was trained with --train_per_class 50 (this run: all)"),
+    ("main_imp.py", [*D, "--train_per_class", "0"], "--train_per_class 0: must be at least 1"),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "50"], "--mask is required"),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "0", "--mask", "{new}"], "how many training images to poison (at least 1)"),
     ("main_backdoor.py", [*BACKDOOR, "--num_indexes_to_replace", "5000"], "the training split holds only 1298 images"),
@@ -95,6 +97,9 @@ def outcomes(tmp_path_factory):
     for name, arch in (("r20", "resnet20s"), ("r18", "resnet18")):
         torch.save({"state_dict": create_model(arch, 10, [0.5] * 3, [0.5] * 3).state_dict()}, paths[name])
     torch.save(create_model("resnet18", 10, [0.5] * 3, [0.5] * 3).state_dict(), paths["r18sd"])
+    paths["capped"] = str(files / "capped.pth.tar")  # made by main_imp.py --train_per_class 50
+    r20 = create_model("resnet20s", 10, [0.5] * 3, [0.5] * 3).state_dict()
+    torch.save({"state_dict": r20, "args": {"dataset": "digits", "train_per_class": 50, "test_per_class": None}}, paths["capped"])
     with open(paths["junk"], "w") as f:
         f.write("not a checkpoint")
 

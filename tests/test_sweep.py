@@ -228,3 +228,44 @@ def test_local_workers_get_their_own_gpu_and_a_share_of_the_threads(tmp_path, mo
     printed = [(tmp_path / f"task_{i}.log").read_text().splitlines()[-1] for i in range(4)]
     assert {line.split()[0] for line in printed} == {"0", "1"}  # two workers, two GPUs
     assert all(line.split()[1] == "4" for line in printed)  # 8 cores / 2 workers
+
+
+def test_a_list_valued_option_makes_one_task_per_value_and_best_keeps_the_closest_to_retrain(tmp_path):
+    grid = {
+        "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 128},
+        "masks": {"dense": {"options": {"epochs": 2, "decreasing_lr": "50", "pruning_times": 1}}},
+        "models": {"dense": {"mask": "dense", "file": "0model_SA_best.pth.tar"}},
+        "scenarios": {"class-wise": {"class_to_replace": 1}},
+        "methods": {"retrain": {"unlearn_epochs": 1, "unlearn_lr": 0.1}, "GA": {"unlearn_epochs": 1, "unlearn_lr": [1e-5, 0.01]}},
+        "seeds": [1],
+    }
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    out = tmp_path / "out"
+    result = run([SWEEP, tmp_path / "grid.json", "--out", out, "--jobs", "2"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 tasks" in result.stdout  # the mask, Retrain and GA twice
+    for setting, lr in (("unlearn_lr_1e-05", "1e-05"), ("unlearn_lr_0.01", "0.01")):
+        folder = out / "unlearn" / "dense" / "class-wise" / "GA" / setting / "seed1"
+        labels = json.loads((folder / "task.json").read_text())["labels"]
+        assert labels["setting"] == f"unlearn_lr={lr}"
+        assert json.loads((folder / "GAeval_result.json").read_text())["args"]["unlearn_lr"] == float(lr)
+
+    every = run([SUMMARIZE, out])
+    assert every.returncode == 0, every.stderr
+    rows = {line.split(" | ")[0][2:]: line for line in every.stdout.splitlines() if line.startswith("| GA")}
+    assert set(rows) == {"GA (unlearn_lr=1e-05)", "GA (unlearn_lr=0.01)"}
+    gaps = {name: float(line.split(" | ")[6]) for name, line in rows.items()}
+    best = min(gaps, key=gaps.get)
+
+    # The results alone, copied elsewhere with their task.json, keep their settings; --best keeps one.
+    copied = tmp_path / "copied"
+    for path in out.glob("unlearn/**/*"):
+        if path.name in ("task.json", "GAeval_result.json", "retraineval_result.json"):
+            target = copied / path.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    chosen = run([SUMMARIZE, copied, "--best"])
+    assert chosen.returncode == 0, chosen.stderr
+    kept = [line for line in chosen.stdout.splitlines() if line.startswith("| GA")]
+    assert len(kept) == 1 and kept[0].startswith(f"| {best} |")
+    assert f"GA, dense, class-wise: selected {best.split('(')[1][:-1]} (Avg. Gap {gaps[best]:.2f}) over" in chosen.stdout
