@@ -78,6 +78,10 @@ def load_grid(path):
     for name, model in grid["models"].items():
         if model.get("mask") not in grid["masks"]:
             raise UserError(f"{path}: models.{name}.mask must name one of masks ({', '.join(grid['masks'])})")
+    for i, override in enumerate(grid.get("overrides", [])):
+        for key, names in (("model", grid["models"]), ("scenario", grid.get("scenarios", {"class-wise": {}})), ("method", grid["methods"])):
+            if key in override and override[key] not in names:
+                raise UserError(f"{path}: overrides[{i}].{key} {override[key]!r} is not one of the grid's {key}s ({', '.join(names)})")
     return grid
 
 
@@ -103,7 +107,8 @@ def expand(grid, out):
         mask_file = os.path.join(mask_dirs[model["mask"]], model["file"])
         for scenario, scenario_options in scenarios.items():
             for method, method_options in grid["methods"].items():
-                for setting, options_of_setting in settings(method_options):
+                chosen = overridden(grid, model_name, scenario, method, method_options)
+                for setting, options_of_setting in settings(chosen):
                     for seed in grid.get("seeds", [1]):
                         where = [slug(model_name), slug(scenario), method, *([slug(setting)] if setting else []), f"seed{seed}"]
                         save_dir = os.path.join(out, "unlearn", *where)
@@ -121,6 +126,19 @@ def expand(grid, out):
                             }
                         )
     return mask_tasks, unlearn_tasks
+
+
+def overridden(grid, model, scenario, method, options):
+    """The method's options with the grid's "overrides" that match this model, scenario and method applied.
+
+    An override is {"model": ..., "scenario": ..., "method": ..., "options": {...}}, each of
+    the three optional (left out: any): e.g. an alpha chosen for the sparse model alone.
+    """
+    for override in grid.get("overrides", []):
+        wanted = {"model": model, "scenario": scenario, "method": method}
+        if all(override.get(key, value) == value for key, value in wanted.items()):
+            options = {**options, **override.get("options", {})}
+    return options
 
 
 def settings(options):

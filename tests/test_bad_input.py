@@ -70,7 +70,11 @@ CASES = [
         [*D, "--mask", "{r20}", "--unlearn", "SCRUB", "--forget_batch_size", "0"],
         "--forget_batch_size 0: must be at least 1",
     ),
-    ("main_forget.py", [*D, "--mask", "{capped}", "--unlearn", "FT"], "--mask {capped} was trained with --train_per_class 50 (this run: all)"),
+    (
+        "main_forget.py",
+        [*D, "--mask", "{capped}", "--unlearn", "FT"],
+        "--mask {capped} was trained with --train_per_class 50 (this run: all)",
+    ),
     ("main_imp.py", [*D, "--train_per_class", "0"], "--train_per_class 0: must be at least 1"),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "50"], "--mask is required"),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "0", "--mask", "{new}"], "how many training images to poison (at least 1)"),

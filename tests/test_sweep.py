@@ -269,3 +269,21 @@ def test_a_list_valued_option_makes_one_task_per_value_and_best_keeps_the_closes
     kept = [line for line in chosen.stdout.splitlines() if line.startswith("| GA")]
     assert len(kept) == 1 and kept[0].startswith(f"| {best} |")
     assert f"GA, dense, class-wise: selected {best.split('(')[1][:-1]} (Avg. Gap {gaps[best]:.2f}) over" in chosen.stdout
+
+
+def test_an_override_changes_a_methods_options_for_one_model_and_scenario(tmp_path):
+    grid = json.loads(tiny_grid(tmp_path / "grid.json").read_text())
+    grid["overrides"] = [{"model": "50% sparse", "method": "GA", "options": {"unlearn_lr": 0.5}}]
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    result = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--dry-run"])
+    assert result.returncode == 0, result.stderr
+    forget = [literal_options(shlex.split(line)[2:]) for line in result.stdout.splitlines() if "main_forget.py" in line]
+    rates = {(o["--mask"].split("/")[-1], o["--unlearn"]): o["--unlearn_lr"] for o in forget}
+    assert rates == {
+        ("0model_SA_best.pth.tar", "GA"): "0.001", ("1model_SA_best.pth.tar", "GA"): "0.5",
+        ("0model_SA_best.pth.tar", "FT"): "0.001", ("1model_SA_best.pth.tar", "FT"): "0.001",
+    }  # fmt: skip
+    grid["overrides"] = [{"model": "nosuch", "options": {}}]
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    bad = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--dry-run"])
+    assert bad.returncode == 2 and "overrides[0].model 'nosuch' is not one of the grid's models" in bad.stderr
