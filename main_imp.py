@@ -174,10 +174,11 @@ class ImpRun:
         plot_training_curve(self.history, training_curve_path(a.save_dir, self.state))
 
     def report_state(self):
-        """Evaluate the state's best checkpoint on the test set; returns its summary row."""
+        """Evaluate the state's best checkpoint on the test and (unaugmented) training sets; returns its summary row."""
         a = self.args
         best_path = best_checkpoint_path(a.save_dir, self.state)
         final_test = evaluate(self.model, self.test_loader)
+        train_set = self.train_loader.subset()  # the training images as evaluation sees them
         row = {
             "state": self.state,
             "sparsity": pruner.sparsity(self.model),
@@ -192,17 +193,14 @@ class ImpRun:
                 best_val_acc=max(val) if val else None,
                 best_epoch=val.index(max(val)) + 1 if val else None,
                 test_acc=evaluate(best, self.test_loader),
+                train_acc=evaluate(best, train_set),
             )
         else:
-            row.update(best_val_acc=None, best_epoch=None, test_acc=final_test)
+            row.update(best_val_acc=None, best_epoch=None, test_acc=final_test, train_acc=evaluate(self.model, train_set))
         log.info(
-            "state %d done: conv sparsity %.2f%%, best val %s, test %.2f%% (%s)",
-            self.state,
-            row["sparsity"],
-            _pct(row["best_val_acc"]),
-            row["test_acc"],
-            row["checkpoint"],
-        )
+            "state %d done: conv sparsity %.2f%%, best val %s, test %.2f%%, train %.2f%% (%s)",
+            self.state, row["sparsity"], _pct(row["best_val_acc"]), row["test_acc"], row["train_acc"], row["checkpoint"],
+        )  # fmt: skip
         return row
 
     def prune_and_rewind(self):
@@ -273,7 +271,10 @@ def run_states(run, args):
             break
         run.prune_and_rewind()
     for row in summary["states"]:
-        print(f"state {row['state']}: conv sparsity {row['sparsity']:.2f}%  test accuracy {row['test_acc']:.2f}%  ({row['checkpoint']})")
+        print(
+            f"state {row['state']}: conv sparsity {row['sparsity']:.2f}%  test accuracy {row['test_acc']:.2f}%  "
+            f"train accuracy {row.get('train_acc', float('nan')):.2f}%  ({row['checkpoint']})"
+        )
     return summary
 
 

@@ -11,7 +11,8 @@ Retrain (same scenario and model) in brackets, the average gap, and RTE in minut
 `raw` (no unlearning) is the "Original" row, shown first and without gaps: it is the
 starting point, not a contender. A setting shows in its row's name, `FF (alpha=1e-07)`;
 --best keeps, per method, model and scenario, the setting with the smallest average gap
-and says under the table what it selected. Writes FILE (Markdown, default
+and says under the table what it selected; --overrides FILE writes those choices as a
+grid's "overrides", to fix them for further seeds. Writes FILE (Markdown, default
 RUN_DIR/summary.md) and beside it FILE.csv and FILE.png (each metric, dense vs sparse per
 method).
 
@@ -136,11 +137,15 @@ def retrain_of(table, scenario, model):
 
 
 def keep_best(table):
-    """Per method, model and scenario, the setting with the smallest average gap; and what was chosen over what."""
+    """Per method, model and scenario, the setting with the smallest average gap.
+
+    Returns (the table of the kept rows, lines saying what was chosen over what, the choices
+    as a grid's "overrides").
+    """
     by_group = defaultdict(dict)
     for (scenario, model, method, setting), entry in table.items():
         by_group[(scenario, model, method)][setting] = entry
-    kept, notes = {}, []
+    kept, notes, overrides = {}, [], []
     for (scenario, model, method), entries in sorted(by_group.items(), key=lambda kv: (kv[0][0], method_order(kv[0][2]), kv[0][1])):
         scored = {s: e for s, e in entries.items() if e["avg_gap"] is not None}
         best = min(scored, key=lambda s: scored[s]["avg_gap"]) if len(scored) > 1 else None
@@ -148,11 +153,24 @@ def keep_best(table):
             if best is None or setting == best:
                 kept[(scenario, model, method, setting)] = entry
         if best is not None:
+            overrides.append({"model": model, "scenario": scenario, "method": method, "options": setting_options(best)})
             others = ", ".join(f"{s} ({scored[s]['avg_gap']:.2f})" for s in sorted(scored, key=lambda s: scored[s]["avg_gap"]) if s != best)
             notes.append(
                 f"{NAMES.get(method, method)}, {model}, {scenario}: selected {best} (Avg. Gap {scored[best]['avg_gap']:.2f}) over {others}"
             )
-    return kept, notes
+    return kept, notes, overrides
+
+
+def setting_options(setting):
+    """ "alpha=1e-07, unlearn_lr=0.01" -> {"alpha": 1e-07, "unlearn_lr": 0.01} (numbers as numbers)."""
+    options = {}
+    for part in setting.split(", "):
+        key, _, text = part.partition("=")
+        try:
+            options[key] = json.loads(text)
+        except ValueError:
+            options[key] = text
+    return options
 
 
 def method_order(method):
@@ -252,6 +270,9 @@ def main():
     parser.add_argument(
         "--best", action="store_true", help="per method, model and scenario, keep only the setting with the smallest average gap to Retrain"
     )
+    parser.add_argument(
+        "--overrides", default=None, help='with --best: write the chosen settings to this JSON file, as a grid\'s "overrides" list'
+    )
     args = parser.parse_args()
     if not os.path.isdir(args.run_dir):
         print(f"error: {args.run_dir}: no such folder", file=sys.stderr)
@@ -265,7 +286,11 @@ def main():
     table = aggregate(rows)
     notes = ()
     if args.best:
-        table, notes = keep_best(table)
+        table, notes, overrides = keep_best(table)
+        if args.overrides:
+            with open(args.overrides, "w") as f:
+                json.dump(overrides, f, indent=2)
+                f.write("\n")
     text = markdown(table, notes)
     out = args.out or os.path.join(args.run_dir, "summary.md")
     stem = os.path.splitext(out)[0]

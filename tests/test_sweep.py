@@ -264,8 +264,12 @@ def test_a_list_valued_option_makes_one_task_per_value_and_best_keeps_the_closes
             target = copied / path.relative_to(out)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
-    chosen = run([SUMMARIZE, copied, "--best"])
+    chosen = run([SUMMARIZE, copied, "--best", "--overrides", tmp_path / "chosen.json"])
     assert chosen.returncode == 0, chosen.stderr
+    lr = float(best.split("=")[1][:-1])
+    assert json.loads((tmp_path / "chosen.json").read_text()) == [
+        {"model": "dense", "scenario": "class-wise", "method": "GA", "options": {"unlearn_lr": lr}}
+    ]  # ready to be a grid's "overrides"
     kept = [line for line in chosen.stdout.splitlines() if line.startswith("| GA")]
     assert len(kept) == 1 and kept[0].startswith(f"| {best} |")
     assert f"GA, dense, class-wise: selected {best.split('(')[1][:-1]} (Avg. Gap {gaps[best]:.2f}) over" in chosen.stdout
