@@ -215,6 +215,79 @@ def markdown(table, notes=()):
     return "\n".join(lines) + "\n"
 
 
+def per_seed_gaps(rows):
+    """{(scenario, model, method, setting): {seed: Avg. Gap to that seed's own Retrain}}."""
+    retrain = {(r["scenario"], r["model"], r["seed"]): r for r in rows if r["method"] == "retrain"}
+    gaps = defaultdict(dict)
+    for r in rows:
+        reference = retrain.get((r["scenario"], r["model"], r["seed"]))
+        if reference is not None and r["method"] not in NO_GAP and r["method"] != "retrain":
+            gap = sum(abs(r[m] - reference[m]) for m in METRICS) / len(METRICS)
+            gaps[(r["scenario"], r["model"], r["method"], r["setting"])][r["seed"]] = gap
+    return gaps
+
+
+def paired(first, second):
+    """second - first over the seeds both have: (mean, std, how many seeds second is lower, n) or None."""
+    seeds = sorted(set(first) & set(second), key=str)
+    if len(seeds) < 2:
+        return None
+    mean, std = mean_std([second[s] - first[s] for s in seeds])
+    return mean, std, sum(second[s] < first[s] for s in seeds), len(seeds)
+
+
+def seed_comparisons(rows, table):
+    """Markdown answering the paper's two questions seed by seed, when there are several seeds.
+
+    Per scenario and method: each model's Avg. Gap computed per seed (against that seed's
+    Retrain), mean ± std, and the paired difference between the two models (the sparser
+    minus the denser); then, per model, l1-sparse minus FT. Empty with fewer than two seeds
+    or other than two models.
+    """
+    gaps = per_seed_gaps(rows)
+    kept = {key: gaps[key] for key in table if key in gaps}
+    if not any(len(v) > 1 for v in kept.values()):
+        return ""
+
+    def summary(per_seed):
+        mean, std = mean_std(list(per_seed.values()))
+        return f"{mean:.2f}±{std:.2f}"
+
+    def difference(first, second):
+        stats = paired(first, second)
+        return "n/a" if stats is None else f"{stats[0]:+.2f}±{stats[1]:.2f} ({stats[2]}/{stats[3]})"
+
+    lines = ["", "### Avg. Gap seed by seed", ""]
+    lines.append("Each seed's Avg. Gap against the same seed's Retrain, mean ± std over seeds; a difference is paired "
+                 "by seed, in brackets on how many seeds it is negative (the second term smaller).")  # fmt: skip
+    for scenario in sorted({k[0] for k in kept}):
+        models = sorted({k[1] for k in kept if k[0] == scenario}, key=lambda m: next(e["sparsity"] for k, e in table.items() if k[1] == m))
+        if len(models) != 2:
+            continue
+        lines += ["", f"**{scenario} forgetting**", ""]
+        lines += [f"| method | {models[0]} | {models[1]} | {models[1]} − {models[0]} |", "|---|---|---|---|"]
+        rows_of = defaultdict(dict)  # method -> (model, setting) -> per-seed gaps
+        for (sc, model, method, setting), per_seed in kept.items():
+            if sc == scenario:
+                rows_of[method][(model, setting)] = per_seed
+        for method in sorted(rows_of, key=method_order):
+            entries = rows_of[method]
+            settings = {model: [st for (mo, st) in entries if mo == model] for model in models}
+            if all(len(settings[m]) == 1 for m in models):  # one setting per model (e.g. --best): pair them
+                pairs = [(NAMES.get(method, method), [entries[(m, settings[m][0])] for m in models])]
+            else:  # several settings: pair equal settings
+                common = sorted(set(settings[models[0]]) & set(settings[models[1]]))
+                pairs = [(row_name(method, st), [entries[(m, st)] for m in models]) for st in common]
+            for name, (first, second) in pairs:
+                lines.append(f"| {name} | {summary(first)} | {summary(second)} | {difference(first, second)} |")
+        ft = {m: v for (sc, m, me, _), v in kept.items() if sc == scenario and me == "FT"}
+        l1 = {m: v for (sc, m, me, _), v in kept.items() if sc == scenario and me == "FT_prune"}
+        if len(ft) == len(l1) == 2 and set(ft) == set(models):
+            lines += ["", f"| | {models[0]} | {models[1]} |", "|---|---|---|"]
+            lines.append("| l1-sparse − FT | " + " | ".join(difference(ft[m], l1[m]) for m in models) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_csv(table, path):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -291,7 +364,7 @@ def main():
             with open(args.overrides, "w") as f:
                 json.dump(overrides, f, indent=2)
                 f.write("\n")
-    text = markdown(table, notes)
+    text = markdown(table, notes) + seed_comparisons(rows, table)
     out = args.out or os.path.join(args.run_dir, "summary.md")
     stem = os.path.splitext(out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -215,6 +215,31 @@ def test_summarize_names_missing_and_corrupt_files_and_summarises_the_rest(tmp_p
         assert (tmp_path / "report" / f"table{suffix}").stat().st_size > 0
 
 
+def test_summarize_pairs_seeds_to_compare_sparse_with_dense_and_l1_sparse_with_ft(tmp_path):
+    def labelled(model, method, sparsity, seed, ua):
+        folder = tmp_path / model / method / f"seed{seed}"
+        fake_result(folder / f"{method}eval_result.json", method, sparsity, seed, ua, 100, 99, 90)
+        (folder / "task.json").write_text(json.dumps({"labels": {"model": model, "method": method, "seed": seed}}))
+
+    for seed in (1, 2, 3):
+        for model, sparsity in (("dense", 0.0), ("sparse", 95.0)):
+            labelled(model, "retrain", sparsity, seed, 100)
+        # Avg. Gap = (100 - UA) / 4: FT dense 10, 12, 14; FT sparse 6, 8, 10 (4 lower on every seed)
+        labelled("dense", "FT", 0.0, seed, 100 - 4 * (8 + 2 * seed))
+        labelled("sparse", "FT", 95.0, seed, 100 - 4 * (4 + 2 * seed))
+        # l1-sparse dense 9, 13, 11: lower than FT on seeds 1 and 3 only; sparse equal to FT
+        labelled("dense", "FT_prune", 0.0, seed, 100 - 4 * {1: 9, 2: 13, 3: 11}[seed])
+        labelled("sparse", "FT_prune", 95.0, seed, 100 - 4 * (4 + 2 * seed))
+
+    result = run([SUMMARIZE, tmp_path])
+    assert result.returncode == 0, result.stderr
+    section = result.stdout[result.stdout.index("### Avg. Gap seed by seed") :]
+    assert "| FT | 12.00±2.00 | 8.00±2.00 | -4.00±0.00 (3/3) |" in section
+    assert "| l1-sparse | 11.00±2.00 | 8.00±2.00 | -3.00±2.00 (3/3) |" in section
+    assert "| l1-sparse − FT | -1.00±2.00 (2/3) | +0.00±0.00 (0/3) |" in section
+    assert "Retrain |" not in section
+
+
 def test_local_workers_get_their_own_gpu_and_a_share_of_the_threads(tmp_path, monkeypatch):
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     import sweep
