@@ -7,7 +7,9 @@ RUN_DIR holds a sweep's sweep.json, the tasks it lists name the runs to expect; 
 task.json beside a result gives its labels, so copied results keep them) and prints, per
 scenario, method (and setting, when a grid gave an option as a list) and model (dense /
 sparse), the mean ± std over seeds of UA, MIA-Efficacy, RA and TA with the gap to
-Retrain (same scenario and model) in brackets, the average gap, and RTE in minutes.
+Retrain (same scenario and model) in brackets, the average gap, RTE in minutes, and the
+MIA attack's own accuracy on held-out members vs non-members (an MIA-Efficacy cell whose
+attack is within CHANCE_MARGIN points of 50% is marked: there the attack cannot tell).
 `raw` (no unlearning) is the "Original" row, shown first and without gaps: it is the
 starting point, not a contender. A setting shows in its row's name, `FF (alpha=1e-07)`;
 --best keeps, per method, model and scenario, the setting with the smallest average gap
@@ -40,6 +42,11 @@ NAMES = {
     "boundary_expanding": "Boundary expanding",
 }  # fmt: skip
 NO_GAP = {"raw"}  # rows shown without a gap to Retrain
+# The shadow attack's own accuracy on members and non-members it was not fit on (the
+# training-privacy attack's confidence score); within this many points of 50% it cannot
+# tell members from non-members, and an MIA-Efficacy cell is marked.
+CHANCE_MARGIN = 5.0
+CHANCE_MARK = "†"
 
 
 def model_label(result):
@@ -86,6 +93,7 @@ def read_results(run_dir):
             problems.append(f"{path}: holds a non-finite metric; left out")
             continue
         labels = (task or {}).get("labels") or task_labels(path)
+        values["attack"] = held_out_attack_accuracy(result)
         rows.append(
             {
                 "scenario": labels.get("scenario") or result.get("scenario", "?"),
@@ -98,6 +106,20 @@ def read_results(run_dir):
             }
         )
     return rows, problems
+
+
+def held_out_attack_accuracy(result):
+    """The confidence attack's balanced accuracy (percent) on held-out retain vs test samples, or None.
+
+    main_forget.py's training-privacy evaluation fits the shadow SVC on half of the retain
+    and test samples and scores the other halves: how well the attack behind MIA-Efficacy
+    separates members from non-members at all.
+    """
+    try:
+        value = 100.0 * float(result["SVC_MIA_training_privacy"]["confidence"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def mean_std(values):
@@ -121,6 +143,8 @@ def aggregate(rows):
         entry = {"n": len(members), "sparsity": members[0]["sparsity"]}
         for m in (*METRICS, "RTE"):
             entry[m] = mean_std([r[m] for r in members])
+        attack = [r["attack"] for r in members if r.get("attack") is not None]
+        entry["attack"] = mean_std(attack) if attack else None
         table[key] = entry
     for (scenario, model, method, _), entry in table.items():
         reference = retrain_of(table, scenario, model) if method not in NO_GAP else None
@@ -182,6 +206,10 @@ def row_name(method, setting):
     return NAMES.get(method, method) + (f" ({setting})" if setting else "")
 
 
+def near_chance(entry):
+    return entry.get("attack") is not None and abs(entry["attack"][0] - 50.0) < CHANCE_MARGIN
+
+
 def ordered(table):
     return sorted(table.items(), key=lambda kv: (kv[0][0], method_order(kv[0][2]), kv[0][3], kv[1]["sparsity"], kv[0][1]))
 
@@ -190,7 +218,7 @@ def markdown(table, notes=()):
     lines = []
     for scenario in sorted({k[0] for k in table}):
         lines += [f"### {scenario} forgetting", ""]
-        header = ["method", "model", *METRICS, "Avg. Gap", "RTE (min)", "runs"]
+        header = ["method", "model", *METRICS, "Avg. Gap", "RTE (min)", "runs", "MIA attack acc."]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for (sc, model, method, setting), e in ordered(table):
             if sc != scenario:
@@ -199,16 +227,22 @@ def markdown(table, notes=()):
             for m in METRICS:
                 mean, std = e[m]
                 gap = f" ({e['gap'][m]:.2f})" if e["gap"] is not None else ""
-                cells.append(f"{mean:.2f}±{std:.2f}{gap}")
+                mark = CHANCE_MARK if m == "MIA-Efficacy" and near_chance(e) else ""
+                cells.append(f"{mean:.2f}±{std:.2f}{gap}{mark}")
             cells.append(f"{e['avg_gap']:.2f}" if e["avg_gap"] is not None else "—" if method in NO_GAP else "n/a")
             cells.append(f"{e['RTE'][0]:.2f}±{e['RTE'][1]:.2f}")
             cells.append(str(e["n"]))
+            cells.append(f"{e['attack'][0]:.2f}±{e['attack'][1]:.2f}" if e.get("attack") else "n/a")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     note = "Mean ± std over seeds; in brackets the gap to Retrain of the same model and scenario (lower is better)."
     if any(key[2] in NO_GAP for key in table):
         note += " Original: the model before unlearning (no gap: it is where every method starts)."
     lines.append(note)
+    if any(near_chance(e) for e in table.values()):
+        lines += ["", f"{CHANCE_MARK} The shadow attack behind MIA-Efficacy separates held-out retain from test samples no better "
+                  f"than {50 + CHANCE_MARGIN:.0f}% (MIA attack acc.; 50% is chance): the model treats members and non-members alike, "
+                  "so the share of forget samples it calls non-members says little about forgetting."]  # fmt: skip
     if notes:
         lines += ["", "--best kept, per method, model and scenario, the setting with the smallest Avg. Gap:", ""]
         lines += [f"- {n}" for n in notes]
@@ -292,13 +326,15 @@ def write_csv(table, path):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         stats = [f"{m}_{s}" for m in (*METRICS, "RTE") for s in ("mean", "std")]
-        header = ["scenario", "method", "setting", "model", "sparsity", "runs", *stats, *(f"{m}_gap" for m in METRICS), "avg_gap"]
+        header = ["scenario", "method", "setting", "model", "sparsity", "runs", *stats, *(f"{m}_gap" for m in METRICS), "avg_gap",
+                  "mia_attack_acc_mean", "mia_attack_acc_std"]  # fmt: skip
         writer.writerow(header)
         for (scenario, model, method, setting), e in ordered(table):
             gaps = [e["gap"][m] if e["gap"] else "" for m in METRICS]
             values = [v for m in (*METRICS, "RTE") for v in e[m]]
             avg_gap = "" if e["avg_gap"] is None else e["avg_gap"]
-            writer.writerow([scenario, NAMES.get(method, method), setting, model, e["sparsity"], e["n"], *values, *gaps, avg_gap])
+            attack = list(e["attack"]) if e.get("attack") else ["", ""]
+            writer.writerow([scenario, NAMES.get(method, method), setting, model, e["sparsity"], e["n"], *values, *gaps, avg_gap, *attack])
 
 
 def plot(table, path):

@@ -179,11 +179,29 @@ def test_a_sweep_runs_through_slurm_job_arrays(slurm, tmp_path):
 # ---------------------------------------------------------------- summarize
 
 
-def fake_result(path, method, sparsity, seed, ua, mia, ra, ta, rte=0.5):
+def fake_result(path, method, sparsity, seed, ua, mia, ra, ta, rte=0.5, attack=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     result = {"method": method, "UA": ua, "MIA-Efficacy": mia, "RA": ra, "TA": ta, "RTE": rte, "sparsity": sparsity,
               "scenario": "class-wise", "args": {"seed": seed}}  # fmt: skip
+    if attack is not None:  # the held-out (training-privacy) attack's confidence score
+        result["SVC_MIA_training_privacy"] = {"confidence": attack}
     path.write_text(json.dumps(result))
+
+
+def test_summarize_marks_mia_efficacy_where_the_attack_is_near_chance(tmp_path):
+    fake_result(tmp_path / "r" / "retraineval_result.json", "retrain", 0.0, 1, 100, 100, 99, 90, attack=0.53)
+    fake_result(tmp_path / "f1" / "FTeval_result.json", "FT", 0.0, 1, 20, 30, 99, 90, attack=0.70)
+    fake_result(tmp_path / "f2" / "FTeval_result.json", "FT", 0.0, 2, 20, 30, 99, 90, attack=0.74)
+    result = run([SUMMARIZE, tmp_path])
+    assert result.returncode == 0, result.stderr
+    rows = {line.split(" | ")[0][2:]: line for line in result.stdout.splitlines() if line.startswith("| ") and "method" not in line}
+    assert rows["Retrain"].split(" | ")[3] == "100.00±0.00 (0.00)†"
+    assert rows["Retrain"].endswith("| 53.00±0.00 |")
+    assert rows["FT"].split(" | ")[3] == "30.00±0.00 (70.00)"  # 72% on held-out samples: the attack works
+    assert rows["FT"].endswith("| 72.00±2.83 |")
+    assert "† The shadow attack behind MIA-Efficacy" in result.stdout
+    csv_rows = (tmp_path / "summary.csv").read_text().splitlines()
+    assert csv_rows[0].endswith("mia_attack_acc_mean,mia_attack_acc_std") and csv_rows[1].endswith(",53.0,0.0")
 
 
 def test_summarize_names_missing_and_corrupt_files_and_summarises_the_rest(tmp_path):
