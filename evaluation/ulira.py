@@ -1,0 +1,118 @@
+"""U-LiRA: per-example membership inference against unlearning (Hayes et al., 2024).
+
+Population attacks (SVC_MIA) fit one classifier to all samples at once; U-LiRA asks, for
+each target example separately, whether its statistic under an unlearned model looks like
+it does under models that forgot it or under models that never trained on it.
+
+Inputs are arrays over K reference models x N target examples:
+
+- `stats[k, n]`: the statistic of example n under unlearned model k, the logit-scaled
+  confidence of its true label, log p_y - log(1 - p_y) (`logit_confidence`);
+- `forgotten[k, n]`: model k trained on n and then unlearned it;
+- `unseen[k, n]`: model k never trained on n.
+
+Each model in turn is the target; the others give, per example, one Gaussian of the
+statistic where it was forgotten and one where it was never seen. The target's forgotten
+(positive) and never-seen (negative) examples are scored by the log likelihood ratio,
+pooled over targets. Balanced accuracy 0.5 means a forgotten example cannot be told from
+one never seen (what Retrain achieves by construction).
+"""
+
+import math
+
+import numpy as np
+import torch
+
+MIN_OBSERVATIONS = 2  # per example and group, among the non-target models
+
+
+def logit_confidence(logits, labels):
+    """log p_y - log(1 - p_y) from logits, computed without forming p (stable at p_y near 1)."""
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return (true - torch.logsumexp(others, dim=1)).numpy()
+
+
+def _group_fit(values, member, exclude):
+    """Per-example mean and count of `values` over models where `member`, leaving out model `exclude`."""
+    keep = member.copy()
+    keep[exclude] = False
+    count = keep.sum(axis=0)
+    total = np.where(keep, values, 0.0).sum(axis=0)
+    mean = np.divide(total, count, out=np.full(values.shape[1], np.nan), where=count > 0)
+    squares = np.where(keep, (values - mean) ** 2, 0.0).sum(axis=0)
+    return mean, count, squares
+
+
+def _log_normal(x, mean, var):
+    return -0.5 * (np.log(2 * math.pi * var) + (x - mean) ** 2 / var)
+
+
+def target_scores(stats, forgotten, unseen, target, fixed_variance=True):
+    """(scores, is_forgotten) for model `target`'s forgotten and never-seen examples.
+
+    With `fixed_variance` each group's variance is pooled over all examples (the stable
+    choice with few reference models); otherwise per example. Examples with fewer than
+    MIN_OBSERVATIONS in either group among the other models are left out.
+    """
+    mean_in, n_in, sq_in = _group_fit(stats, forgotten, target)
+    mean_out, n_out, sq_out = _group_fit(stats, unseen, target)
+    usable = (n_in >= MIN_OBSERVATIONS) & (n_out >= MIN_OBSERVATIONS)
+    if fixed_variance:
+        var_in = np.full_like(mean_in, sq_in[usable].sum() / max(n_in[usable].sum() - usable.sum(), 1))
+        var_out = np.full_like(mean_out, sq_out[usable].sum() / max(n_out[usable].sum() - usable.sum(), 1))
+    else:
+        var_in = sq_in / np.maximum(n_in - 1, 1)
+        var_out = sq_out / np.maximum(n_out - 1, 1)
+    var_in, var_out = np.maximum(var_in, 1e-12), np.maximum(var_out, 1e-12)
+    chosen = usable & (forgotten[target] | unseen[target])
+    x = stats[target, chosen]
+    scores = _log_normal(x, mean_in[chosen], var_in[chosen]) - _log_normal(x, mean_out[chosen], var_out[chosen])
+    return scores, forgotten[target, chosen]
+
+
+def tpr_at_fpr(scores, positive, fpr):
+    """The share of positives scored above the threshold that lets `fpr` of the negatives through."""
+    negatives = np.sort(scores[~positive])[::-1]
+    allowed = int(math.floor(fpr * len(negatives)))
+    threshold = negatives[allowed] if allowed < len(negatives) else -np.inf
+    return float((scores[positive] > threshold).mean())
+
+
+def ulira(stats, forgotten, unseen, targets=None, fixed_variance=True):
+    """The attack over every target model: balanced accuracy (log LR > 0 says "forgotten"),
+    TPR at 1% and 0.1% FPR, and the counts each figure rests on."""
+    stats, forgotten, unseen = np.asarray(stats, float), np.asarray(forgotten, bool), np.asarray(unseen, bool)
+    if not (stats.shape == forgotten.shape == unseen.shape) or stats.ndim != 2:
+        raise ValueError(
+            f"stats, forgotten and unseen must be K x N arrays of one shape, got {stats.shape}, {forgotten.shape}, {unseen.shape}"
+        )
+    if (forgotten & unseen).any():
+        raise ValueError("an example cannot be both forgotten by and unseen to the same model")
+    targets = range(len(stats)) if targets is None else targets
+    all_scores, all_positive, per_model = [], [], []
+    for t in targets:
+        scores, positive = target_scores(stats, forgotten, unseen, t, fixed_variance)
+        if positive.any() and (~positive).any():
+            all_scores.append(scores)
+            all_positive.append(positive)
+            per_model.append(balanced_accuracy(scores, positive))
+    if not all_scores:
+        raise ValueError("no target model has both forgotten and never-seen examples with enough reference observations")
+    scores, positive = np.concatenate(all_scores), np.concatenate(all_positive)
+    return {
+        "balanced_accuracy": balanced_accuracy(scores, positive),
+        "balanced_accuracy_std_over_targets": float(np.std(per_model, ddof=1)) if len(per_model) > 1 else 0.0,
+        "tpr_at_1%_fpr": tpr_at_fpr(scores, positive, 0.01),
+        "tpr_at_0.1%_fpr": tpr_at_fpr(scores, positive, 0.001),
+        "reference_models": int(len(stats)),
+        "target_models": len(per_model),
+        "forgotten_scored": int(positive.sum()),
+        "unseen_scored": int((~positive).sum()),
+    }
+
+
+def balanced_accuracy(scores, positive):
+    return float(0.5 * ((scores[positive] > 0).mean() + (scores[~positive] <= 0).mean()))
