@@ -291,9 +291,7 @@ def seed_comparisons(rows, table):
         stats = paired(first, second)
         return "n/a" if stats is None else f"{stats[0]:+.2f}±{stats[1]:.2f} ({stats[2]}/{stats[3]})"
 
-    lines = ["", "### Avg. Gap seed by seed", ""]
-    lines.append("Each seed's Avg. Gap against the same seed's Retrain, mean ± std over seeds; a difference is paired "
-                 "by seed, in brackets on how many seeds it is negative (the second term smaller).")  # fmt: skip
+    lines = []
     for scenario in sorted({k[0] for k in kept}):
         models = sorted({k[1] for k in kept if k[0] == scenario}, key=lambda m: next(e["sparsity"] for k, e in table.items() if k[1] == m))
         if len(models) != 2:
@@ -319,7 +317,11 @@ def seed_comparisons(rows, table):
         if len(ft) == len(l1) == 2 and set(ft) == set(models):
             lines += ["", f"| | {models[0]} | {models[1]} |", "|---|---|---|"]
             lines.append("| l1-sparse − FT | " + " | ".join(difference(ft[m], l1[m]) for m in models) + " |")
-    return "\n".join(lines) + "\n"
+    if not lines:
+        return ""
+    intro = ("Each seed's Avg. Gap against the same seed's Retrain, mean ± std over seeds; a difference is paired "
+             "by seed, in brackets on how many seeds it is negative (the second term smaller).")  # fmt: skip
+    return "\n".join(["", "### Avg. Gap seed by seed", "", intro, *lines]) + "\n"
 
 
 def write_csv(table, path):
