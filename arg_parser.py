@@ -53,6 +53,13 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
         default=None,
         help="keep a fixed, seeded subset of M images per class of the validation and test splits",
     )
+    data.add_argument(
+        "--train_positions",
+        type=str,
+        default=None,
+        help="train on these positions of the training split only (after the caps; a .txt or .npy file, or 3,17,42): a shadow "
+        "model's half for U-LiRA. Forget sets are drawn from them, and the retain set is the rest of them",
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument("--arch", type=str, default="resnet18", choices=sorted(model_dict), help="model architecture")

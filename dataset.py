@@ -447,6 +447,20 @@ def keep_per_class(image_set, per_class, seed=CAP_SEED):
     return ImageSet(image_set.images[keep], image_set.labels[keep])
 
 
+def keep_positions(image_set, value):
+    """The training images at the positions --train_positions lists (sorted, each once)."""
+    positions = parse_indexes(value, "--train_positions")
+    n = len(image_set)
+    if len(positions) == 0:
+        raise UserError(f"--train_positions {value}: lists no position")
+    if positions.min() < 0 or positions.max() >= n:
+        raise UserError(f"--train_positions {value}: positions must be in [0, {n - 1}] (the training split has {n} images)")
+    if len(np.unique(positions)) != len(positions):
+        raise UserError(f"--train_positions {value}: lists a position more than once")
+    keep = np.sort(positions)
+    return ImageSet(image_set.images[keep], image_set.labels[keep])
+
+
 def load_dataset(args):
     """The dataset named by `args.dataset`, with `--no-aug` and the size caps applied.
 
@@ -461,7 +475,10 @@ def load_dataset(args):
         splits.train = keep_per_class(splits.train, train_cap)
     if test_cap is not None:
         splits.val, splits.test = keep_per_class(splits.val, test_cap), keep_per_class(splits.test, test_cap)
+    if getattr(args, "train_positions", None) is not None:
+        splits.train = keep_positions(splits.train, args.train_positions)
     caps = f" (at most {train_cap} / {test_cap} per class)" if train_cap or test_cap else ""
+    caps += f" (the {len(splits.train)} positions in {args.train_positions})" if getattr(args, "train_positions", None) else ""
     log.info("%s: %d train, %d val, %d test images%s", splits.name, len(splits.train), len(splits.val), len(splits.test), caps)
     return splits
 
@@ -469,8 +486,8 @@ def load_dataset(args):
 # ---------------------------------------------------------------- forget sets
 
 
-def parse_indexes(value):
-    """Explicit forget positions: a list, "3,17,42", or a path to a .txt / .npy file."""
+def parse_indexes(value, option="--indexes_to_replace"):
+    """Explicit positions: a list, "3,17,42", or a path to a .txt / .npy file."""
     if value is None:
         return None
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -482,11 +499,11 @@ def parse_indexes(value):
         with open(text) as f:
             text = f.read()
     elif text.endswith((".npy", ".txt")):
-        raise UserError(f"--indexes_to_replace: file not found: {text}")
+        raise UserError(f"{option}: file not found: {text}")
     try:
         return np.array([int(tok) for tok in text.replace(",", " ").split()], dtype=np.int64)
     except ValueError:
-        raise UserError(f"--indexes_to_replace: expected comma-separated integers or a .txt/.npy file, got {value!r}") from None
+        raise UserError(f"{option}: expected comma-separated integers or a .txt/.npy file, got {value!r}") from None
 
 
 @dataclass

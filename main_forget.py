@@ -171,7 +171,7 @@ def main():
     )
 
 
-DATA_OPTIONS = ("dataset", "train_per_class", "test_per_class")
+DATA_OPTIONS = ("dataset", "train_per_class", "test_per_class", "train_positions")
 
 
 def check_same_data(checkpoint, args):

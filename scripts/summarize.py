@@ -214,11 +214,25 @@ def ordered(table):
     return sorted(table.items(), key=lambda kv: (kv[0][0], method_order(kv[0][2]), kv[0][3], kv[1]["sparsity"], kv[0][1]))
 
 
-def markdown(table, notes=()):
+def read_ulira(folder):
+    """{(model, method): report} from scripts/ulira.py's `<folder>/<model>/<method>.json`, or {}."""
+    reports = {}
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), "*", "*.json"))):
+        try:
+            with open(path) as f:
+                report = json.load(f)
+            reports[report["model"], report["method"]] = report
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"warning: {path}: unreadable U-LiRA result ({type(err).__name__}: {err}); left out", file=sys.stderr)
+    return reports
+
+
+def markdown(table, notes=(), ulira=None):
     lines = []
+    ulira = ulira or {}
     for scenario in sorted({k[0] for k in table}):
         lines += [f"### {scenario} forgetting", ""]
-        header = ["method", "model", *METRICS, "Avg. Gap", "RTE (min)", "runs", "MIA attack acc."]
+        header = ["method", "model", *METRICS, "Avg. Gap", "RTE (min)", "runs", "MIA attack acc.", *(["U-LiRA acc."] if ulira else [])]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for (sc, model, method, setting), e in ordered(table):
             if sc != scenario:
@@ -233,6 +247,9 @@ def markdown(table, notes=()):
             cells.append(f"{e['RTE'][0]:.2f}±{e['RTE'][1]:.2f}")
             cells.append(str(e["n"]))
             cells.append(f"{e['attack'][0]:.2f}±{e['attack'][1]:.2f}" if e.get("attack") else "n/a")
+            if ulira:
+                report = ulira.get((model, method))
+                cells.append(f"{100 * report['balanced_accuracy']:.2f} (K={report['reference_models']})" if report else "n/a")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     note = "Mean ± std over seeds; in brackets the gap to Retrain of the same model and scenario (lower is better)."
@@ -243,6 +260,10 @@ def markdown(table, notes=()):
         lines += ["", f"{CHANCE_MARK} The shadow attack behind MIA-Efficacy separates held-out retain from test samples no better "
                   f"than {50 + CHANCE_MARGIN:.0f}% (MIA attack acc.; 50% is chance): the model treats members and non-members alike, "
                   "so the share of forget samples it calls non-members says little about forgetting."]  # fmt: skip
+    if ulira:
+        lines += ["", "U-LiRA acc.: scripts/ulira.py's per-example attack (balanced accuracy, percent; 50 = a forgotten example "
+                  "looks like one never seen, as after Retrain), on K shadow models that forgot random targets, whatever "
+                  "the scenario of the row."]  # fmt: skip
     if notes:
         lines += ["", "--best kept, per method, model and scenario, the setting with the smallest Avg. Gap:", ""]
         lines += [f"- {n}" for n in notes]
@@ -384,6 +405,9 @@ def main():
     parser.add_argument(
         "--overrides", default=None, help='with --best: write the chosen settings to this JSON file, as a grid\'s "overrides" list'
     )
+    parser.add_argument(
+        "--ulira", default=None, help="scripts/ulira.py's RUN/ulira folder: a U-LiRA column (default: RUN_DIR/ulira when it exists)"
+    )
     args = parser.parse_args()
     if not os.path.isdir(args.run_dir):
         print(f"error: {args.run_dir}: no such folder", file=sys.stderr)
@@ -402,7 +426,12 @@ def main():
             with open(args.overrides, "w") as f:
                 json.dump(overrides, f, indent=2)
                 f.write("\n")
-    text = markdown(table, notes) + seed_comparisons(rows, table)
+    ulira_dir = args.ulira or os.path.join(args.run_dir, "ulira")
+    if args.ulira and not os.path.isdir(args.ulira):
+        print(f"error: --ulira {args.ulira}: no such folder", file=sys.stderr)
+        sys.exit(2)
+    ulira = read_ulira(ulira_dir) if os.path.isdir(ulira_dir) else {}
+    text = markdown(table, notes, ulira) + seed_comparisons(rows, table)
     out = args.out or os.path.join(args.run_dir, "summary.md")
     stem = os.path.splitext(out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -190,3 +190,49 @@ def test_augmentation_crops_with_zero_padding_and_flips():
         assert (plain, mirrored) != (None, None), "a crop is neither a shifted nor a mirrored shifted image"
         kinds.append((plain is None, mirrored or plain))
     assert 150 < sum(k[0] for k in kinds) < 250 and len({k[1] for k in kinds}) == 25
+
+
+# ---------------------------------------------------------------- --train_positions (U-LiRA's shadow halves)
+
+
+def test_train_positions_keep_exactly_the_listed_training_images(digits, tmp_path):
+    positions = np.random.RandomState(0).permutation(len(digits.train))[:200]
+    np.save(tmp_path / "half.npy", positions)
+    (tmp_path / "half.txt").write_text(" ".join(map(str, positions)))
+    for file in ("half.npy", "half.txt"):
+        splits = load_dataset(SimpleNamespace(dataset="digits", no_aug=False, train_positions=str(tmp_path / file)))
+        keep = np.sort(positions)
+        assert torch.equal(splits.train.images, digits.train.images[keep])
+        assert torch.equal(splits.train.labels, digits.train.labels[keep])
+        assert torch.equal(splits.test.images, digits.test.images)  # val and test untouched
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("0,1,1", "more than once"), ("0,99999", "positions must be in [0,"), ("missing.txt", "file not found"), ("a,b", "expected")],
+)
+def test_bad_train_positions_are_one_clear_error(value, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[")) as err:
+        load_dataset(SimpleNamespace(dataset="digits", no_aug=False, train_positions=value))
+    assert str(err.value).startswith("--train_positions")
+
+
+def test_a_shadow_model_trains_and_unlearns_within_its_positions(tmp_path):
+    half = tmp_path / "half.txt"
+    half.write_text(",".join(map(str, range(0, 1298, 2))))  # every second of the 1,298 training images
+    imp = run_script(
+        "main_imp.py", "--dataset", "digits", "--arch", "resnet20s", "--epochs", "1", "--batch_size", "128",
+        "--pruning_times", "1", "--train_positions", half, "--save_dir", tmp_path / "imp",
+    )  # fmt: skip
+    assert imp.returncode == 0, imp.stderr
+    assert "digits: 649 train" in imp.stderr
+    forget = [
+        "--dataset", "digits", "--arch", "resnet20s", "--batch_size", "128", "--mask", tmp_path / "imp" / "0model_SA_best.pth.tar",
+        "--unlearn", "raw", "--class_to_replace", "-1", "--num_indexes_to_replace", "50",
+    ]  # fmt: skip
+    ok = run_script("main_forget.py", *forget, "--train_positions", half, "--save_dir", tmp_path / "raw")
+    assert ok.returncode == 0, ok.stderr
+    assert "forget 50, retain 599 training images" in ok.stderr
+    refused = run_script("main_forget.py", *forget, "--save_dir", tmp_path / "other")  # every position, unlike the mask
+    assert refused.returncode != 0 and refused.stderr.strip().splitlines()[-1].startswith("error: --mask")
+    assert "--train_positions" in refused.stderr

@@ -258,6 +258,23 @@ def test_summarize_pairs_seeds_to_compare_sparse_with_dense_and_l1_sparse_with_f
     assert "Retrain |" not in section
 
 
+def test_summarize_adds_the_u_lira_column_when_its_results_are_there(tmp_path):
+    fake_result(tmp_path / "r" / "retraineval_result.json", "retrain", 0.0, 1, 100, 100, 99, 90)
+    fake_result(tmp_path / "f" / "FTeval_result.json", "FT", 0.0, 1, 20, 30, 99, 90)
+    plain = run([SUMMARIZE, tmp_path])
+    assert plain.returncode == 0 and "U-LiRA" not in plain.stdout
+    (tmp_path / "ulira" / "dense").mkdir(parents=True)
+    report = {"model": "dense", "method": "FT", "balanced_accuracy": 0.6312, "reference_models": 16}
+    (tmp_path / "ulira" / "dense" / "FT.json").write_text(json.dumps(report))
+    result = run([SUMMARIZE, tmp_path])
+    assert result.returncode == 0, result.stderr
+    rows = {line.split(" | ")[0][2:]: line for line in result.stdout.splitlines() if line.startswith("| ") and "method" not in line}
+    assert rows["FT"].endswith("| 63.12 (K=16) |") and rows["Retrain"].endswith("| n/a |")
+    assert "U-LiRA acc.: scripts/ulira.py's per-example attack" in result.stdout
+    missing = run([SUMMARIZE, tmp_path, "--ulira", tmp_path / "nowhere"])
+    assert missing.returncode == 2 and missing.stderr.startswith("error: --ulira")
+
+
 def test_local_workers_get_their_own_gpu_and_a_share_of_the_threads(tmp_path, monkeypatch):
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     import sweep

@@ -1,0 +1,181 @@
+"""U-LiRA: per-example membership inference against unlearning (Hayes et al., 2024).
+
+    python scripts/ulira.py GRID --out RUN [--models K] [--target_share S] [--jobs N]
+                            [--backend slurm --sbatch "..."] [--attack_only]
+
+GRID is an ordinary sweep grid (scripts/grids/, format in the README) naming the data,
+the training recipe (its one mask), the models (dense and / or sparse) and the methods to
+evaluate; its scenarios and seeds are left aside, the forget sets are U-LiRA's:
+
+1. plan    K shadow halves of the training split (seeded random halves) and a target pool
+           (a seeded random share S of the training split, twice the share each model
+           forgets); shadow model k trains on its half, and forgets the targets in it.
+           Written to RUN/plan/ (positions files) and RUN/grid.json.
+2. run     scripts/sweep.py over RUN/grid.json: K trainings (with the grid's mask recipe,
+           --train_positions = the half) and K unlearnings per model and method, locally
+           with --jobs or as Slurm arrays; resumable as every sweep.
+3. attack  every unlearned model's logit-scaled confidence of each target's true label;
+           evaluation/ulira.py's attack per model and method, each model in turn the
+           target and the others the references. RUN/ulira/<model>/<method>.json.
+
+`raw` among the methods gives the model that was never unlearned (the attack should find
+its forget sets); Retrain is the exact reference (0.5 is what it should score).
+"""
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from sweep import load_grid, options_list, slug  # noqa: E402
+
+import arg_parser  # noqa: E402
+from utils import UserError, atomic_save_json, run_cli  # noqa: E402
+
+PLAN_SEED = 0  # the halves and the target pool: the same for every method and model
+
+
+def training_size(grid):
+    """Images in the (capped) training split the grid's options give."""
+    from dataset import load_dataset
+
+    return len(load_dataset(arg_parser.parse_args(options_list(grid.get("common", {})))).train)
+
+
+def draw_plan(n_train, models, target_share, seed=PLAN_SEED):
+    """(halves, targets): K sorted halves of range(n_train), and the sorted target pool."""
+    rng = np.random.RandomState(seed)
+    targets = np.sort(rng.choice(n_train, size=max(2, int(round(target_share * n_train))), replace=False))
+    halves = [np.sort(rng.permutation(n_train)[: n_train // 2]) for _ in range(models)]
+    return halves, targets
+
+
+def shadow_grid(grid, out, halves, targets):
+    """The sweep grid of the K shadow models: one mask per half, each model per half, the
+    forget set of half k = its targets, as positions within the half."""
+    if len(grid["masks"]) != 1:
+        raise UserError(f"{len(grid['masks'])} masks in the grid: U-LiRA trains one recipe K times, give one mask")
+    ((mask_name, mask),) = grid["masks"].items()
+    plan_dir = os.path.join(out, "plan")
+    os.makedirs(plan_dir, exist_ok=True)
+    shadow = {k: v for k, v in grid.items() if k not in ("masks", "models", "scenarios", "seeds", "overrides")}
+    shadow.update(masks={}, models={}, scenarios={"shadow": {}}, seeds=[1], overrides=[])
+    for k, half in enumerate(halves):
+        half_file = os.path.join(plan_dir, f"half_{k}.txt")
+        forget_file = os.path.join(plan_dir, f"forget_{k}.txt")
+        np.savetxt(half_file, half, fmt="%d")
+        np.savetxt(forget_file, np.flatnonzero(np.isin(half, targets)), fmt="%d")  # positions within the half
+        options = {**mask.get("options", {}), "train_positions": half_file, "seed": k + 1}
+        shadow["masks"][f"{mask_name}_{k}"] = {**copy.deepcopy(mask), "options": options}
+        for model_name, model in grid["models"].items():
+            name = f"{model_name} {k}"
+            shadow["models"][name] = {**model, "mask": f"{mask_name}_{k}"}
+            shadow["overrides"].append({"model": name, "options": {"train_positions": half_file, "indexes_to_replace": forget_file}})
+    return shadow
+
+
+def statistics(result_file, targets, device):
+    """The unlearned model's logit-scaled confidence on every target of the full training split."""
+    from dataset import TensorLoader, load_dataset
+    from evaluation.ulira import logit_confidence
+    from pruner import load_pruned_model
+    from trainer import build_model, predict
+    from utils import load_checkpoint, state_dict_of, unlearn_checkpoint_path
+
+    with open(result_file) as f:
+        saved = json.load(f)["args"]
+    args = argparse.Namespace(**{**saved, "train_positions": None, "compile": False})
+    splits = load_dataset(args)
+    model = build_model(args, splits, device)
+    load_pruned_model(model, state_dict_of(load_checkpoint(unlearn_checkpoint_path(args.save_dir, args.unlearn), device)))
+    with torch.no_grad():
+        logits, labels = predict(model, TensorLoader(splits.train.to(device), targets, batch_size=512))
+    return logit_confidence(logits.cpu(), labels.cpu())
+
+
+def attack(grid, out, halves, targets, device):
+    """RUN/ulira/<model>/<method>.json for every model and method of the grid."""
+    from evaluation.ulira import ulira
+
+    member = np.stack([np.isin(targets, half) for half in halves])  # K x T: trained on the target
+    for model_name in grid["models"]:
+        for method in grid["methods"]:
+            stats = []
+            for k in range(len(halves)):
+                folder = os.path.join(out, "unlearn", slug(f"{model_name} {k}"), "shadow", method, "seed1")
+                result = os.path.join(folder, f"{method}eval_result.json")
+                if not os.path.isfile(result):
+                    raise UserError(f"{result}: missing; run the sweep to the end first (the same command without --attack_only)")
+                stats.append(statistics(result, targets, device))
+            report = ulira(np.stack(stats), forgotten=member, unseen=~member)
+            report.update(model=model_name, method=method, targets=int(len(targets)), forget_set_size=int(member.sum(1).mean()))
+            path = os.path.join(out, "ulira", slug(model_name), f"{method}.json")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_save_json(report, path)
+            print(f"{method} {model_name}: U-LiRA balanced accuracy {report['balanced_accuracy']:.3f} "
+                  f"(TPR {report['tpr_at_1%_fpr']:.3f} at 1% FPR; {len(halves)} models)", flush=True)  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--models", type=int, default=16, help="K, the shadow models (default 16)")
+    parser.add_argument(
+        "--target_share",
+        type=float,
+        default=0.2,
+        help="the target pool's share of the training split (default 0.2: each model forgets about 10%%)",
+    )
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--backend", choices=("local", "slurm"), default="local")
+    parser.add_argument("--sbatch", default="")
+    parser.add_argument("--attack_only", action="store_true", help="skip the sweep: attack the models a finished sweep left")
+    parser.add_argument("--gpu", type=int, default=0)
+    args = parser.parse_args()
+    if args.models < 3:
+        raise UserError(f"--models {args.models}: the attack needs at least 3 (each model in turn the target, two references per group)")
+    if not 0 < args.target_share <= 1:
+        raise UserError(f"--target_share {args.target_share}: must be in (0, 1]")
+    grid = load_grid(args.grid)
+    out = os.path.abspath(args.out)
+    halves, targets = draw_plan(training_size(grid), args.models, args.target_share)
+    shadow = shadow_grid(grid, out, halves, targets)
+    grid_file = os.path.join(out, "grid.json")
+    atomic_save_json(shadow, grid_file)
+    if not args.attack_only:
+        cmd = [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "sweep.py"),
+            grid_file,
+            "--out",
+            out,
+            "--jobs",
+            str(args.jobs),
+            "--backend",
+            args.backend,
+        ]
+        if args.sbatch:
+            cmd += ["--sbatch", args.sbatch]
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            raise UserError("the sweep of the shadow models did not finish; run the same command again to resume it")
+        if args.backend == "slurm":
+            again = f"python scripts/ulira.py {args.grid} --out {args.out} --models {args.models} --attack_only"
+            print(f"submitted; when the arrays are done: {again}")
+            return
+    from utils import get_device
+
+    attack(grid, out, halves, targets, get_device(args.gpu))
+
+
+if __name__ == "__main__":
+    run_cli(main)
