@@ -449,15 +449,7 @@ def keep_per_class(image_set, per_class, seed=CAP_SEED):
 
 def keep_positions(image_set, value):
     """The training images at the positions --train_positions lists (sorted, each once)."""
-    positions = parse_indexes(value, "--train_positions")
-    n = len(image_set)
-    if len(positions) == 0:
-        raise UserError(f"--train_positions {value}: lists no position")
-    if positions.min() < 0 or positions.max() >= n:
-        raise UserError(f"--train_positions {value}: positions must be in [0, {n - 1}] (the training split has {n} images)")
-    if len(np.unique(positions)) != len(positions):
-        raise UserError(f"--train_positions {value}: lists a position more than once")
-    keep = np.sort(positions)
+    keep = checked_positions(parse_indexes(value, "--train_positions"), len(image_set), "--train_positions")
     return ImageSet(image_set.images[keep], image_set.labels[keep])
 
 
@@ -506,6 +498,17 @@ def parse_indexes(value, option="--indexes_to_replace"):
         raise UserError(f"{option}: expected comma-separated integers or a .txt/.npy file, got {value!r}") from None
 
 
+def checked_positions(positions, n_train, option):
+    """`positions` sorted, after checking that they are some, each once, within the training split."""
+    if len(positions) == 0:
+        raise UserError(f"{option} is empty")
+    if positions.min() < 0 or positions.max() >= n_train:
+        raise UserError(f"{option}: positions must be in [0, {n_train - 1}] (the training split has {n_train} images)")
+    if len(np.unique(positions)) != len(positions):
+        raise UserError(f"{option} lists a position more than once")
+    return np.sort(positions)
+
+
 @dataclass
 class ForgetSet:
     positions: np.ndarray  # sorted positions in the training split
@@ -522,13 +525,7 @@ def select_forget_set(train_labels, class_to_replace=0, num_indexes_to_replace=N
     n_train = len(labels)
     explicit = parse_indexes(indexes_to_replace)
     if explicit is not None:
-        if len(explicit) == 0:
-            raise UserError("--indexes_to_replace is empty")
-        if explicit.min() < 0 or explicit.max() >= n_train:
-            raise UserError(f"--indexes_to_replace: positions must be in [0, {n_train - 1}] (the training split has {n_train} images)")
-        if len(np.unique(explicit)) != len(explicit):
-            raise UserError("--indexes_to_replace lists a position more than once")
-        return ForgetSet(np.sort(explicit), None)
+        return ForgetSet(checked_positions(explicit, n_train, "--indexes_to_replace"), None)
 
     n = num_indexes_to_replace
     if class_to_replace is None:

@@ -83,9 +83,9 @@ def shadow_grid(grid, out, halves, targets):
     return shadow
 
 
-def statistics(result_file, targets, device):
+def statistics(result_file, splits, targets, device):
     """The unlearned model's logit-scaled confidence on every target of the full training split."""
-    from dataset import TensorLoader, load_dataset
+    from dataset import TensorLoader
     from evaluation.ulira import logit_confidence
     from pruner import load_pruned_model
     from trainer import build_model, predict
@@ -94,7 +94,6 @@ def statistics(result_file, targets, device):
     with open(result_file) as f:
         saved = json.load(f)["args"]
     args = argparse.Namespace(**{**saved, "train_positions": None, "compile": False})
-    splits = load_dataset(args)
     model = build_model(args, splits, device)
     load_pruned_model(model, state_dict_of(load_checkpoint(unlearn_checkpoint_path(args.save_dir, args.unlearn), device)))
     with torch.no_grad():
@@ -104,8 +103,10 @@ def statistics(result_file, targets, device):
 
 def attack(grid, out, halves, targets, device):
     """RUN/ulira/<model>/<method>.json for every model and method of the grid."""
+    from dataset import load_dataset
     from evaluation.ulira import ulira
 
+    splits = load_dataset(arg_parser.parse_args(options_list(grid.get("common", {}))))  # every position, loaded once
     member = np.stack([np.isin(targets, half) for half in halves])  # K x T: trained on the target
     for model_name in grid["models"]:
         for method in grid["methods"]:
@@ -115,7 +116,7 @@ def attack(grid, out, halves, targets, device):
                 result = os.path.join(folder, f"{method}eval_result.json")
                 if not os.path.isfile(result):
                     raise UserError(f"{result}: missing; run the sweep to the end first (the same command without --attack_only)")
-                stats.append(statistics(result, targets, device))
+                stats.append(statistics(result, splits, targets, device))
             report = ulira(np.stack(stats), forgotten=member, unseen=~member)
             report.update(model=model_name, method=method, targets=int(len(targets)), forget_set_size=int(member.sum(1).mean()))
             path = os.path.join(out, "ulira", slug(model_name), f"{method}.json")
