@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dataset import num_samples
 from trainer import predict
 
 FEATURES = ("correctness", "confidence", "entropy", "m_entropy", "prob")
@@ -111,11 +112,14 @@ def SVC_MIA(shadow_train, target_train, target_test, shadow_test, model, workers
     """The five attacks' scores, `{correctness, confidence, entropy, m_entropy, prob}`.
 
     Each argument but `model` is a loader; `target_train` (members) or `target_test`
-    (non-members) may be None. The five SVCs are independent: with `workers` > 1 they
+    (non-members) may be None or empty. The five SVCs are independent: with `workers` > 1 they
     fit, and predict in chunks of `chunk_rows`, in threads; the scores equal those of
     sequential fitting.
     """
     roles = {"shadow_train": shadow_train, "shadow_test": shadow_test, "target_train": target_train, "target_test": target_test}
+    if not num_samples(shadow_train) or not num_samples(shadow_test):
+        raise ValueError("SVC_MIA: the shadow members and non-members must not be empty")
+    roles = {role: loader if loader is not None and num_samples(loader) else None for role, loader in roles.items()}
     feats = {role: attack_features(*collect_prob(loader, model)) if loader is not None else None for role, loader in roles.items()}
     workers = workers or default_workers()
     if workers > 1:

@@ -18,8 +18,10 @@ def mia_forget_efficacy(model, retain, forget, test):
 
 def mia_training_privacy(model, retain, test):
     """With h = len(test) // 2: shadow members retain[:h], target members retain[h:],
-    shadow non-members test[:h], target non-members test[h:]."""
-    h = test.num_samples // 2
+    shadow non-members test[:h], target non-members test[h:]. A retain set smaller than
+    the test set (a U-LiRA shadow model's) is split in half the same way, h = len(retain) // 2,
+    so that target members remain."""
+    h = min(test.num_samples, retain.num_samples) // 2
     return SVC_MIA(
         shadow_train=retain.subset(0, h),
         target_train=retain.subset(h, None),

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 MIN_OBSERVATIONS = 2  # per example and group, among the non-target models
+MIN_MODELS = 2 * MIN_OBSERVATIONS + 1  # the target and enough references in both groups
 
 
 def logit_confidence(logits, labels):
@@ -81,9 +82,13 @@ def tpr_at_fpr(scores, positive, fpr):
     return float((scores[positive] > threshold).mean())
 
 
-def ulira(stats, forgotten, unseen, targets=None, fixed_variance=True):
+def ulira(stats, forgotten, unseen, targets=None, fixed_variance=True, bootstrap=100, seed=0):
     """The attack over every target model: balanced accuracy (log LR > 0 says "forgotten"),
-    TPR at 1% and 0.1% FPR, and the counts each figure rests on."""
+    TPR at 1% and 0.1% FPR, and the counts each figure rests on.
+
+    Its standard error: the std of the balanced accuracy over `bootstrap` resamples of the
+    examples (with replacement; each resample reruns the whole attack), the uncertainty that
+    a finite target pool leaves; 0 resamples skip it."""
     stats, forgotten, unseen = np.asarray(stats, float), np.asarray(forgotten, bool), np.asarray(unseen, bool)
     if not (stats.shape == forgotten.shape == unseen.shape) or stats.ndim != 2:
         raise ValueError(
@@ -102,9 +107,19 @@ def ulira(stats, forgotten, unseen, targets=None, fixed_variance=True):
     if not all_scores:
         raise ValueError("no target model has both forgotten and never-seen examples with enough reference observations")
     scores, positive = np.concatenate(all_scores), np.concatenate(all_positive)
+    rng = np.random.RandomState(seed)
+    resampled = []
+    for _ in range(bootstrap):
+        columns = rng.randint(0, stats.shape[1], stats.shape[1])
+        try:
+            again = ulira(stats[:, columns], forgotten[:, columns], unseen[:, columns], targets, fixed_variance, bootstrap=0)
+            resampled.append(again["balanced_accuracy"])
+        except ValueError:  # a resample without usable examples
+            continue
     return {
         "balanced_accuracy": balanced_accuracy(scores, positive),
-        "balanced_accuracy_std_over_targets": float(np.std(per_model, ddof=1)) if len(per_model) > 1 else 0.0,
+        "balanced_accuracy_se": float(np.std(resampled, ddof=1)) if len(resampled) > 1 else float("nan"),
+        "balanced_accuracy_std_over_target_models": float(np.std(per_model, ddof=1)) if len(per_model) > 1 else 0.0,
         "tpr_at_1%_fpr": tpr_at_fpr(scores, positive, 0.01),
         "tpr_at_0.1%_fpr": tpr_at_fpr(scores, positive, 0.001),
         "reference_models": int(len(stats)),
@@ -116,3 +131,27 @@ def ulira(stats, forgotten, unseen, targets=None, fixed_variance=True):
 
 def balanced_accuracy(scores, positive):
     return float(0.5 * ((scores[positive] > 0).mean() + (scores[~positive] <= 0).mean()))
+
+
+def spread_over_models(stats, forgotten, unseen, sizes, draws=20, seed=0, fixed_variance=True):
+    """{k: (mean, std)} of the balanced accuracy over `draws` random subsets of k of the K models.
+
+    How much the estimate moves with the models it rests on: its std shrinks as k grows
+    (subsets of one pool overlap, so at k near K this understates a fresh run's spread).
+    """
+    stats, forgotten, unseen = np.asarray(stats, float), np.asarray(forgotten, bool), np.asarray(unseen, bool)
+    rng = np.random.RandomState(seed)
+    spread = {}
+    for k in sizes:
+        if not MIN_MODELS <= k <= len(stats):
+            raise ValueError(f"subsets of {k} models: need {MIN_MODELS} <= k <= {len(stats)}")
+        values = []
+        for _ in range(draws):
+            chosen = np.sort(rng.choice(len(stats), size=k, replace=False))
+            try:
+                report = ulira(stats[chosen], forgotten[chosen], unseen[chosen], fixed_variance=fixed_variance, bootstrap=0)
+                values.append(report["balanced_accuracy"])
+            except ValueError:  # too few references per example in this draw
+                continue
+        spread[k] = (float(np.mean(values)), float(np.std(values, ddof=1))) if len(values) > 1 else (float("nan"), float("nan"))
+    return spread

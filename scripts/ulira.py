@@ -8,15 +8,17 @@ the training recipe (its one mask), the models (dense and / or sparse) and the m
 evaluate; its scenarios and seeds are left aside, the forget sets are U-LiRA's:
 
 1. plan    K shadow halves of the training split (seeded random halves) and a target pool
-           (a seeded random share S of the training split, twice the share each model
-           forgets); shadow model k trains on its half, and forgets the targets in it.
+           (a seeded random share S of the training split); shadow model k trains on its
+           half and forgets the targets in it (about the share S of its half).
            Written to RUN/plan/ (positions files) and RUN/grid.json.
 2. run     scripts/sweep.py over RUN/grid.json: K trainings (with the grid's mask recipe,
            --train_positions = the half) and K unlearnings per model and method, locally
            with --jobs or as Slurm arrays; resumable as every sweep.
 3. attack  every unlearned model's logit-scaled confidence of each target's true label;
            evaluation/ulira.py's attack per model and method, each model in turn the
-           target and the others the references. RUN/ulira/<model>/<method>.json.
+           target and the others the references. RUN/ulira/<model>/<method>.json (and .npz,
+           the statistics), and RUN/ulira/summary.md: U-LiRA beside the paper's metrics of
+           the same shadow unlearnings, and how the estimate moves with fewer models.
 
 `raw` among the methods gives the model that was never unlearned (the attack should find
 its forget sets); Retrain is the exact reference (0.5 is what it should score).
@@ -36,9 +38,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from summarize import METRICS, NAMES, held_out_attack_accuracy  # noqa: E402
 from sweep import load_grid, options_list, slug  # noqa: E402
 
 import arg_parser  # noqa: E402
+from evaluation.ulira import MIN_MODELS, MIN_OBSERVATIONS  # noqa: E402
 from utils import UserError, atomic_save_json, run_cli  # noqa: E402
 
 PLAN_SEED = 0  # the halves and the target pool: the same for every method and model
@@ -101,29 +105,97 @@ def statistics(result_file, splits, targets, device):
     return logit_confidence(logits.cpu(), labels.cpu())
 
 
-def attack(grid, out, halves, targets, device):
-    """RUN/ulira/<model>/<method>.json for every model and method of the grid."""
+def shadow_result(out, model_name, method, k):
+    """The eval JSON of shadow model k's unlearning by `method` (a clear error when it is missing)."""
+    folder = os.path.join(out, "unlearn", slug(f"{model_name} {k}"), "shadow", method, "seed1")
+    result = os.path.join(folder, f"{method}eval_result.json")
+    if not os.path.isfile(result):
+        raise UserError(f"{result}: missing; run the sweep to the end first (the same command without --attack_only)")
+    return result
+
+
+def population_view(result_files):
+    """{metric: (mean, std)} over the shadow models of the paper's metrics and the held-out SVC attack."""
+    values = {m: [] for m in (*METRICS, "MIA attack acc.")}
+    for path in result_files:
+        with open(path) as f:
+            result = json.load(f)
+        for m in METRICS:
+            values[m].append(float(result[m]))
+        attack_acc = held_out_attack_accuracy(result)
+        values["MIA attack acc."].append(attack_acc if attack_acc is not None else float("nan"))
+    return {m: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0) for m, v in values.items()}
+
+
+def attack(grid, out, halves, targets, device, spread_sizes=()):
+    """RUN/ulira/<model>/<method>.json (and .npz: the statistics) for every model and method
+    of the grid, and RUN/ulira/summary.md, the table of them all."""
     from dataset import load_dataset
-    from evaluation.ulira import ulira
+    from evaluation.ulira import spread_over_models, ulira
 
     splits = load_dataset(arg_parser.parse_args(options_list(grid.get("common", {}))))  # every position, loaded once
     member = np.stack([np.isin(targets, half) for half in halves])  # K x T: trained on the target
+    sizes = [k for k in spread_sizes if MIN_MODELS <= k < len(halves)]
+    reports = []
     for model_name in grid["models"]:
         for method in grid["methods"]:
-            stats = []
-            for k in range(len(halves)):
-                folder = os.path.join(out, "unlearn", slug(f"{model_name} {k}"), "shadow", method, "seed1")
-                result = os.path.join(folder, f"{method}eval_result.json")
-                if not os.path.isfile(result):
-                    raise UserError(f"{result}: missing; run the sweep to the end first (the same command without --attack_only)")
-                stats.append(statistics(result, splits, targets, device))
-            report = ulira(np.stack(stats), forgotten=member, unseen=~member)
-            report.update(model=model_name, method=method, targets=int(len(targets)), forget_set_size=int(member.sum(1).mean()))
+            results = [shadow_result(out, model_name, method, k) for k in range(len(halves))]
+            stats = np.stack([statistics(r, splits, targets, device) for r in results])
+            report = ulira(stats, forgotten=member, unseen=~member)
+            spread = spread_over_models(stats, member, ~member, sizes)
+            report.update(
+                model=model_name,
+                method=method,
+                targets=int(len(targets)),
+                forget_set_size=int(member.sum(1).mean()),
+                population=population_view(results),
+                by_models={str(k): {"mean": m, "std": sd, "draws": 20} for k, (m, sd) in spread.items()},
+            )
             path = os.path.join(out, "ulira", slug(model_name), f"{method}.json")
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            np.savez(path[: -len(".json")] + ".npz", stats=stats, forgotten=member, targets=targets)
             atomic_save_json(report, path)
+            reports.append(report)
             print(f"{method} {model_name}: U-LiRA balanced accuracy {report['balanced_accuracy']:.3f} "
                   f"(TPR {report['tpr_at_1%_fpr']:.3f} at 1% FPR; {len(halves)} models)", flush=True)  # fmt: skip
+    table = summary_table(reports, sizes)
+    with open(os.path.join(out, "ulira", "summary.md"), "w") as f:
+        f.write(table)
+    print(table)
+
+
+def summary_table(reports, sizes):
+    """Markdown: per model and method, U-LiRA beside the population view; then its spread with fewer models."""
+    header = ["method", "model", "U-LiRA acc.", "TPR at 1% FPR", "UA", "RA", "TA", "MIA-Efficacy", "MIA attack acc."]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in reports:
+        pop = r["population"]
+        cells = [NAMES.get(r["method"], r["method"]), r["model"]]
+        cells.append(f"{100 * r['balanced_accuracy']:.1f}±{100 * r['balanced_accuracy_se']:.1f}")
+        cells.append(f"{100 * r['tpr_at_1%_fpr']:.1f}")
+        cells += [f"{pop[m][0]:.1f}±{pop[m][1]:.1f}" for m in ("UA", "RA", "TA", "MIA-Efficacy", "MIA attack acc.")]
+        lines.append("| " + " | ".join(cells) + " |")
+    k = reports[0]["reference_models"] if reports else 0
+    lines += [
+        "",
+        f"U-LiRA acc.: balanced accuracy (percent) of telling a forgotten target from one never seen, pooled over the {k} "
+        "models each in turn the target, ± its standard error (bootstrap over the target examples); 50 = indistinguishable, "
+        "as after Retrain. It measures privacy only: a method that damages the model can score near 50 (read RA and TA "
+        "beside it). TPR at 1% FPR: the share of forgotten targets found when 1% of never-seen ones are flagged. The other columns: "
+        "the paper's metrics and the held-out accuracy of the population attack behind MIA-Efficacy, mean ± std over the "
+        f"same {k} shadow unlearnings (each forgets about {reports[0]['forget_set_size'] if reports else 0} random targets).",
+    ]
+    if sizes:
+        header = ["method", "model", *(f"{s} models" for s in sizes), f"{k} models"]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in reports:
+            cells = [NAMES.get(r["method"], r["method"]), r["model"]]
+            cells += [f"{100 * r['by_models'][str(s)]['mean']:.1f}±{100 * r['by_models'][str(s)]['std']:.1f}" for s in sizes]
+            cells.append(f"{100 * r['balanced_accuracy']:.1f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "U-LiRA acc. on random subsets of the models (mean ± std over 20 draws): how the estimate's spread shrinks "
+                  "with more models (subsets of one pool overlap, so the spread near K understates a fresh run's)."]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -135,18 +207,31 @@ def main():
         "--target_share",
         type=float,
         default=0.2,
-        help="the target pool's share of the training split (default 0.2: each model forgets about 10%%)",
+        help="the target pool's share of the training split; each model forgets the targets in its half, about the same "
+        "share of its half (default 0.2)",
     )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--backend", choices=("local", "slurm"), default="local")
     parser.add_argument("--sbatch", default="")
     parser.add_argument("--attack_only", action="store_true", help="skip the sweep: attack the models a finished sweep left")
+    parser.add_argument(
+        "--spread",
+        default="6,8,12",
+        help="also attack random subsets of this many models (those below K), to show how the estimate's spread shrinks with K",
+    )
     parser.add_argument("--gpu", type=int, default=0)
     args = parser.parse_args()
-    if args.models < 3:
-        raise UserError(f"--models {args.models}: the attack needs at least 3 (each model in turn the target, two references per group)")
+    if args.models < MIN_MODELS:
+        raise UserError(
+            f"--models {args.models}: the attack needs at least {MIN_MODELS} (each model in turn the target, and at least "
+            f"{MIN_OBSERVATIONS} others that forgot and {MIN_OBSERVATIONS} that never saw each example)"
+        )
     if not 0 < args.target_share <= 1:
         raise UserError(f"--target_share {args.target_share}: must be in (0, 1]")
+    try:
+        spread_sizes = [int(k) for k in args.spread.split(",") if k.strip()]
+    except ValueError:
+        raise UserError(f"--spread {args.spread!r}: give model counts separated by commas, e.g. 4,8,12") from None
     grid = load_grid(args.grid)
     out = os.path.abspath(args.out)
     halves, targets = draw_plan(training_size(grid), args.models, args.target_share)
@@ -175,7 +260,7 @@ def main():
             return
     from utils import get_device
 
-    attack(grid, out, halves, targets, get_device(args.gpu))
+    attack(grid, out, halves, targets, get_device(args.gpu), spread_sizes)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,16 @@ def test_parallel_fits_give_the_sequential_scores(digits):
     chunked = SVC_MIA(**args, shadow_test=test.subset(0, 180), model=model, workers=2, chunk_rows=16)
     assert parallel == sequential
     assert chunked == sequential
+
+
+def test_training_privacy_with_a_retain_set_smaller_than_the_test_set(digits):
+    # A U-LiRA shadow model retains ~120 images against digits' 360 test images: the
+    # original's h = len(test) // 2 would leave no target members (and crashed here).
+    model, _ = memorising_model(digits, steps=50)
+    retain = TensorLoader(digits.train, range(100), batch_size=64)
+    test = TensorLoader(digits.test, batch_size=64)
+    scores = mia_training_privacy(model, retain, test)
+    assert all(0 <= v <= 1 for v in scores.values())
+    empty = TensorLoader(digits.train, range(0), batch_size=64)
+    shadow = dict(shadow_train=retain.subset(0, 50), shadow_test=test.subset(0, 50), target_test=test.subset(50, None))
+    assert SVC_MIA(**shadow, target_train=empty, model=model) == SVC_MIA(**shadow, target_train=None, model=model)

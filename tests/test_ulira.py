@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.ulira import logit_confidence, tpr_at_fpr, ulira
+from evaluation.ulira import logit_confidence, spread_over_models, tpr_at_fpr, ulira
 
 
 def synthetic(shift, models=100, examples=400, seed=0):
@@ -25,13 +25,13 @@ def normal_cdf(x):
 @pytest.mark.parametrize("shift", [0.5, 1.0, 2.0])
 def test_accuracy_matches_the_analytic_value_of_two_known_gaussians(shift):
     # Equal variances: the likelihood ratio splits at the midpoint, accuracy Phi(shift / 2).
-    result = ulira(*synthetic(shift))
+    result = ulira(*synthetic(shift), bootstrap=0)
     assert result["balanced_accuracy"] == pytest.approx(normal_cdf(shift / 2), abs=0.015)
     assert result["target_models"] == 100 and result["forgotten_scored"] + result["unseen_scored"] == 100 * 400
 
 
 def test_identical_distributions_give_chance():
-    result = ulira(*synthetic(0.0))
+    result = ulira(*synthetic(0.0), bootstrap=0)
     assert result["balanced_accuracy"] == pytest.approx(0.5, abs=0.015)
     assert result["tpr_at_1%_fpr"] == pytest.approx(0.01, abs=0.01)
 
@@ -40,7 +40,7 @@ def test_per_example_calibration_beats_one_global_threshold():
     # The spread of the per-example means hides a shift of 1 from any single threshold.
     stats, forgotten, unseen = synthetic(1.0)
     best_global = max(0.5 * ((stats[forgotten] > t).mean() + (stats[unseen] <= t).mean()) for t in np.linspace(-4, 4, 81))
-    assert ulira(stats, forgotten, unseen)["balanced_accuracy"] > best_global + 0.05
+    assert ulira(stats, forgotten, unseen, bootstrap=0)["balanced_accuracy"] > best_global + 0.05
 
 
 def test_examples_neither_forgotten_nor_unseen_are_not_scored():
@@ -73,3 +73,22 @@ def test_tpr_at_a_false_positive_rate():
     positive = np.array([True] * 6 + [False] * 100)
     # 1% of 100 negatives may pass: the threshold is the second-highest negative (0.98)
     assert tpr_at_fpr(scores, positive, 0.01) == pytest.approx(5 / 6)
+
+
+def test_the_spread_over_subsets_of_models_shrinks_with_more_models():
+    rng = np.random.RandomState(3)
+    k_models, n = 24, 150
+    member = rng.rand(k_models, n) < 0.5
+    stats = rng.randn(n) * 2 + rng.randn(k_models, n) + 0.8 * member
+    spread = spread_over_models(stats, member, ~member, sizes=(6, 12, 24), draws=12, seed=0)
+    assert set(spread) == {6, 12, 24}
+    assert spread[6][1] > spread[12][1] > spread[24][1] == 0.0  # all 24 models: one subset, no spread
+    assert spread[12][0] > 0.6  # the estimate itself stays above chance
+
+
+def test_the_standard_error_matches_the_spread_of_fresh_target_pools():
+    # 60 targets and 16 models, as in scripts/grids/digits_ulira.json: the bootstrap over
+    # examples should say how far a fresh pool's estimate lands.
+    fresh = [ulira(*synthetic(1.0, models=16, examples=60, seed=s), bootstrap=0)["balanced_accuracy"] for s in range(40)]
+    se = [ulira(*synthetic(1.0, models=16, examples=60, seed=100 + s), bootstrap=50)["balanced_accuracy_se"] for s in range(8)]
+    assert 0.6 < np.mean(se) / np.std(fresh, ddof=1) < 1.6, (np.mean(se), np.std(fresh, ddof=1))

@@ -10,15 +10,17 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ULIRA = os.path.join(ROOT, "scripts", "ulira.py")
 
+# The recipe of scripts/grids/digits_ulira.json, dense only: 30 training images per class and
+# no augmentation, so that each shadow model memorises its half (the signal the attack needs).
+RECIPE = {"epochs": 40, "lr": 0.05, "decreasing_lr": "20,30"}
 
-def test_shadow_models_train_on_their_halves_forget_their_targets_and_are_attacked(tmp_path):
-    # Mechanics only. Whether the attack separates `raw` from Retrain on digits is not asserted:
-    # with 6 shadow models of 15 epochs it measured 0.53 for both (no membership signal to find).
+
+def test_the_attack_finds_the_model_never_unlearned_and_not_retrain(tmp_path):
     grid = {
-        "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 64},
-        "masks": {"omp": {"options": {"epochs": 2, "decreasing_lr": "50", "pruning_times": 1}}},
+        "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 64, "train_per_class": 30, "no-aug": True},
+        "masks": {"omp": {"options": {**RECIPE, "pruning_times": 1}}},
         "models": {"dense": {"mask": "omp", "file": "0model_SA_best.pth.tar"}},
-        "methods": {"raw": {}, "retrain": {"unlearn_epochs": 2, "unlearn_lr": 0.1}},
+        "methods": {"raw": {}, "retrain": {"unlearn_epochs": RECIPE["epochs"], "unlearn_lr": RECIPE["lr"], "decreasing_lr": "20,30"}},
     }
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     out = tmp_path / "run"
@@ -28,7 +30,7 @@ def test_shadow_models_train_on_their_halves_forget_their_targets_and_are_attack
 
     # Every shadow model trained on its own half and forgot exactly the targets in it.
     halves = [np.loadtxt(out / "plan" / f"half_{k}.txt", dtype=int) for k in range(6)]
-    assert len({tuple(h) for h in halves}) == 6 and all(len(h) == 649 for h in halves)
+    assert len({tuple(h) for h in halves}) == 6 and all(len(h) == 150 for h in halves)
     for k in range(6):
         saved = json.loads((out / "unlearn" / f"dense_{k}" / "shadow" / "retrain" / "seed1" / "retraineval_result.json").read_text())
         forgotten = np.loadtxt(out / "plan" / f"forget_{k}.txt", dtype=int)
@@ -38,5 +40,33 @@ def test_shadow_models_train_on_their_halves_forget_their_targets_and_are_attack
     retrain = json.loads((out / "ulira" / "dense" / "retrain.json").read_text())
     for report in (raw, retrain):
         assert report["reference_models"] == report["target_models"] == 6
-        assert 0 <= report["balanced_accuracy"] <= 1 and report["forgotten_scored"] > 0 and report["unseen_scored"] > 0
+        assert report["forgotten_scored"] > 0 and report["unseen_scored"] > 0
+    # The model that kept its forget set is found out (measured: 0.69); Retrain, which never
+    # saw it, is nearer chance (measured: 0.44; 60 targets and 6 models make it noisy).
+    assert raw["balanced_accuracy"] > 0.6, raw
+    assert abs(retrain["balanced_accuracy"] - 0.5) < abs(raw["balanced_accuracy"] - 0.5) - 0.05, (raw, retrain)
     assert "raw dense: U-LiRA balanced accuracy" in result.stdout
+
+
+def test_bad_options_get_one_line_and_write_nothing(tmp_path):
+    grid = {
+        "common": {"dataset": "digits", "arch": "resnet20s"},
+        "masks": {"a": {"options": {"epochs": 1}}, "b": {"options": {"epochs": 2}}},
+        "models": {"dense": {"mask": "a", "file": "0model_SA_best.pth.tar"}},
+        "methods": {"raw": {}},
+    }
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    cases = [
+        (["--models", "4"], "--models 4: the attack needs at least 5"),
+        (["--spread", "six"], "--spread 'six': give model counts separated by commas"),
+        (["--target_share", "0"], "--target_share 0.0: must be in (0, 1]"),
+        ([], "2 masks in the grid: U-LiRA trains one recipe K times, give one mask"),
+    ]
+    for options, expected in cases:
+        out = tmp_path / "run"
+        cmd = [sys.executable, ULIRA, tmp_path / "grid.json", "--out", out, *options]
+        result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, cwd=ROOT, timeout=120)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        assert expected in lines[0], lines[0]
+        assert not out.exists()
