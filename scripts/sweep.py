@@ -169,6 +169,47 @@ def finished(task):
     return os.path.isfile(task["result"]) and ("also" not in task or os.path.isfile(task["also"]))
 
 
+# Where and how a run went, not what it computed: a change of these is no change of the task.
+# Paths among them: a run folder that was moved or copied (results/) keeps its results.
+NOT_COMPARED = {"save_dir", "resume", "checkpoint", "gpu"} | {
+    "mask", "rewind_pth", "mask_path", "data", "data_dir", "train_positions", "indexes_to_replace"
+}  # fmt: skip
+SHOWN_CHANGES = 10
+
+
+def changed_options(task):
+    """[(option, value the finished run used, value the grid gives now)] for the options the
+    task's command sets; [] when they agree or the run's arguments cannot be read."""
+    import arg_parser
+
+    try:
+        with open(task.get("also") or task["result"]) as f:  # a mask's imp_summary.json, an unlearning's eval JSON
+            saved = json.load(f)["args"]
+        argv = task["cmd"][2:]  # after the interpreter and the script
+        now = vars(arg_parser.parse_args(argv))
+        given = arg_parser.given_options(argv)
+    except (OSError, ValueError, KeyError, TypeError, SystemExit):
+        return []
+    return [(k, saved[k], now[k]) for k in sorted(given - NOT_COMPARED) if k in saved and saved[k] != now[k]]
+
+
+def warn_about_changed_tasks(tasks):
+    """One line per finished task that ran with other options than the grid now gives: its
+    results are kept (a sweep never deletes), so say how to run it again."""
+    changed = []
+    for task in tasks:
+        changes = changed_options(task) if finished(task) else []
+        if changes:
+            changed.append((task, changes))
+    for task, changes in changed[:SHOWN_CHANGES]:
+        what = ", ".join(f"--{k} {old!r} (grid now: {new!r})" for k, old, new in changes)
+        folder = os.path.dirname(task["result"])
+        also = " and the unlearning results made from it" if "also" in task else ""
+        print(f"# warning: {task['name']}: finished with {what}; kept. Delete {folder}{also} to run it with the grid's options")
+    if len(changed) > SHOWN_CHANGES:
+        print(f"# warning: and {len(changed) - SHOWN_CHANGES} more finished tasks that ran with other options than the grid's")
+
+
 def command_line(task):
     return shlex.join(task["cmd"])
 
@@ -361,6 +402,7 @@ def main():
     todo_masks = [t for t in mask_tasks if not finished(t)]
     todo_unlearn = [t for t in unlearn_tasks if not finished(t)]
     total = len(mask_tasks) + len(unlearn_tasks)
+    warn_about_changed_tasks(mask_tasks + unlearn_tasks)
     print(f"# {args.grid}: {total} tasks, {total - len(todo_masks) - len(todo_unlearn)} finished, "
           f"{len(todo_masks)} mask and {len(todo_unlearn)} unlearning tasks to run", flush=True)  # fmt: skip
     if not args.dry_run:

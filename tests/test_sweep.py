@@ -351,3 +351,36 @@ def test_an_override_changes_a_methods_options_for_one_model_and_scenario(tmp_pa
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     bad = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--dry-run"])
     assert bad.returncode == 2 and "overrides[0].model 'nosuch' is not one of the grid's models" in bad.stderr
+
+
+def test_a_finished_task_run_with_other_options_is_named_and_kept(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from sweep import expand, load_grid
+
+    import arg_parser
+
+    grid_file = tiny_grid(tmp_path / "grid.json", methods=("FT",), seeds=(1,))
+    out = tmp_path / "out"
+    masks, unlearnings = expand(load_grid(grid_file), str(out))
+    # Finished results as the runs would leave them, one run with another learning rate.
+    for task in masks + unlearnings:
+        args = vars(arg_parser.parse_args(task["cmd"][2:]))
+        for path in (task["result"], task.get("also")):
+            if path:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    json.dump({"args": args}, f)
+    stale = unlearnings[0]
+    with open(stale["result"]) as f:
+        saved = json.load(f)
+    saved["args"]["unlearn_lr"] = 0.01
+    with open(stale["result"], "w") as f:
+        json.dump(saved, f)
+
+    result = run([SWEEP, grid_file, "--out", out, "--dry-run"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("# warning")]
+    assert len(warnings) == 1, result.stdout
+    assert stale["name"] in warnings[0] and "--unlearn_lr 0.01 (grid now: 0.001)" in warnings[0]
+    assert f"Delete {os.path.dirname(stale['result'])}" in warnings[0]
+    assert f"{len(masks) + len(unlearnings)} finished" in result.stdout  # kept, not rerun
