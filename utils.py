@@ -232,6 +232,15 @@ def imp_summary_path(save_dir):
 # ---------------------------------------------------------------- atomic writes
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _current_umask()  # read once, at import (os.umask can only be read by setting it)
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only on success."""
@@ -239,6 +248,7 @@ def atomic_path(path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private; results are shared as any file the user writes
     try:
         yield tmp
         with open(tmp, "rb+") as f:

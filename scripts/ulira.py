@@ -43,9 +43,10 @@ from sweep import load_grid, options_list, slug  # noqa: E402
 
 import arg_parser  # noqa: E402
 from evaluation.ulira import MIN_MODELS, MIN_OBSERVATIONS  # noqa: E402
-from utils import UserError, atomic_save_json, run_cli  # noqa: E402
+from utils import UserError, atomic_path, atomic_save_json, run_cli  # noqa: E402
 
 PLAN_SEED = 0  # the halves and the target pool: the same for every method and model
+SPREAD_DRAWS = 20  # random subsets of the models per size, for the spread with fewer models
 
 
 def training_size(grid):
@@ -142,24 +143,25 @@ def attack(grid, out, halves, targets, device, spread_sizes=()):
             results = [shadow_result(out, model_name, method, k) for k in range(len(halves))]
             stats = np.stack([statistics(r, splits, targets, device) for r in results])
             report = ulira(stats, forgotten=member, unseen=~member)
-            spread = spread_over_models(stats, member, ~member, sizes)
+            spread = spread_over_models(stats, member, ~member, sizes, draws=SPREAD_DRAWS)
             report.update(
                 model=model_name,
                 method=method,
                 targets=int(len(targets)),
                 forget_set_size=int(member.sum(1).mean()),
                 population=population_view(results),
-                by_models={str(k): {"mean": m, "std": sd, "draws": 20} for k, (m, sd) in spread.items()},
+                by_models={str(k): {"mean": m, "std": sd, "draws": SPREAD_DRAWS} for k, (m, sd) in spread.items()},
             )
             path = os.path.join(out, "ulira", slug(model_name), f"{method}.json")
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            np.savez(path[: -len(".json")] + ".npz", stats=stats, forgotten=member, targets=targets)
+            with atomic_path(path[: -len(".json")] + ".npz") as tmp, open(tmp, "wb") as f:
+                np.savez(f, stats=stats, forgotten=member, targets=targets)
             atomic_save_json(report, path)
             reports.append(report)
             print(f"{method} {model_name}: U-LiRA balanced accuracy {report['balanced_accuracy']:.3f} "
                   f"(TPR {report['tpr_at_1%_fpr']:.3f} at 1% FPR; {len(halves)} models)", flush=True)  # fmt: skip
     table = summary_table(reports, sizes)
-    with open(os.path.join(out, "ulira", "summary.md"), "w") as f:
+    with atomic_path(os.path.join(out, "ulira", "summary.md")) as tmp, open(tmp, "w") as f:
         f.write(table)
     print(table)
 
@@ -193,8 +195,11 @@ def summary_table(reports, sizes):
             cells += [f"{100 * r['by_models'][str(s)]['mean']:.1f}±{100 * r['by_models'][str(s)]['std']:.1f}" for s in sizes]
             cells.append(f"{100 * r['balanced_accuracy']:.1f}")
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "U-LiRA acc. on random subsets of the models (mean ± std over 20 draws): how the estimate's spread shrinks "
-                  "with more models (subsets of one pool overlap, so the spread near K understates a fresh run's)."]  # fmt: skip
+        lines += [
+            "",
+            f"U-LiRA acc. on random subsets of the models (mean ± std over {SPREAD_DRAWS} draws): how the estimate's spread "
+            "shrinks with more models (subsets of one pool overlap, so the spread near K understates a fresh run's).",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -198,3 +198,12 @@ def test_salun_and_boundary_expanding_killed_once_end_bit_identical(method, digi
     sd_whole = load_checkpoint(tmp_path / "whole" / f"{method}checkpoint.pth.tar")["state_dict"]
     sd_killed = load_checkpoint(tmp_path / "killed" / f"{method}checkpoint.pth.tar")["state_dict"]
     assert sd_whole.keys() == sd_killed.keys() and all(torch.equal(sd_whole[k], sd_killed[k]) for k in sd_whole)
+
+
+def test_results_are_written_with_the_users_permissions_not_privately(tmp_path):
+    from utils import UMASK, atomic_save_json
+
+    path = tmp_path / "result.json"
+    atomic_save_json({"UA": 1.0}, path)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~UMASK
+    assert not [p for p in tmp_path.iterdir() if p.name != "result.json"]  # no temporary file left
