@@ -116,10 +116,10 @@ def SVC_MIA(shadow_train, target_train, target_test, shadow_test, model, workers
     fit, and predict in chunks of `chunk_rows`, in threads; the scores equal those of
     sequential fitting.
     """
-    roles = {"shadow_train": shadow_train, "shadow_test": shadow_test, "target_train": target_train, "target_test": target_test}
     if not num_samples(shadow_train) or not num_samples(shadow_test):
         raise ValueError("SVC_MIA: the shadow members and non-members must not be empty")
-    roles = {role: loader if loader is not None and num_samples(loader) else None for role, loader in roles.items()}
+    given = {"shadow_train": shadow_train, "shadow_test": shadow_test, "target_train": target_train, "target_test": target_test}
+    roles = {role: loader if loader is not None and num_samples(loader) else None for role, loader in given.items()}
     feats = {role: attack_features(*collect_prob(loader, model)) if loader is not None else None for role, loader in roles.items()}
     workers = workers or default_workers()
     if workers > 1:

@@ -180,7 +180,7 @@ SHOWN_CHANGES = 10
 def changed_options(task):
     """[(option, value the finished run used, value the grid gives now)] for the options the
     task's command sets; [] when they agree or the run's arguments cannot be read."""
-    import arg_parser
+    import arg_parser  # here: it loads torch, which a sweep with nothing finished never needs
 
     try:
         with open(task.get("also") or task["result"]) as f:  # a mask's imp_summary.json, an unlearning's eval JSON

@@ -153,7 +153,6 @@ def attack(grid, out, halves, targets, device, spread_sizes=()):
                 by_models={str(k): {"mean": m, "std": sd, "draws": SPREAD_DRAWS} for k, (m, sd) in spread.items()},
             )
             path = os.path.join(out, "ulira", slug(model_name), f"{method}.json")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             with atomic_path(path[: -len(".json")] + ".npz") as tmp, open(tmp, "wb") as f:
                 np.savez(f, stats=stats, forgotten=member, targets=targets)
             atomic_save_json(report, path)
