@@ -78,6 +78,14 @@ def load_grid(path):
     for name, model in grid["models"].items():
         if model.get("mask") not in grid["masks"]:
             raise UserError(f"{path}: models.{name}.mask must name one of masks ({', '.join(grid['masks'])})")
+    train_seeds = grid.get("train_seeds")
+    if train_seeds is not None and not (isinstance(train_seeds, list) and train_seeds and all(type(k) is int for k in train_seeds)):
+        raise UserError(f"{path}: train_seeds must be a non-empty list of integers, e.g. [1, 2, 3]")
+    for method, options in grid["methods"].items():
+        for key, names in (("_models", grid["models"]), ("_scenarios", grid.get("scenarios", {"class-wise": {}}))):
+            unknown = [n for n in options.get(key, []) if n not in names]
+            if unknown:
+                raise UserError(f"{path}: methods.{method}.{key} names {unknown}, not among the grid's ({', '.join(names)})")
     for i, override in enumerate(grid.get("overrides", [])):
         for key, names in (("model", grid["models"]), ("scenario", grid.get("scenarios", {"class-wise": {}})), ("method", grid["methods"])):
             if key in override and override[key] not in names:
@@ -86,46 +94,79 @@ def load_grid(path):
 
 
 def expand(grid, out):
-    """The grid's tasks: (mask tasks, unlearn tasks), each {"name", "cmd", "cwd", "result", "after"}."""
+    """The grid's tasks: (mask tasks, unlearn tasks), each {"name", "cmd", "cwd", "result", "after"}.
+
+    "train_seeds": [1, 2, ...] makes one original model per mask and train seed (its own
+    dense training and pruning, --train_seed k, in masks/<mask>/train_seed<k>/), and every
+    unlearning task runs from each (in unlearn/<model>/train_seed<k>/..., labelled with it).
+    """
     python = sys.executable
     common = grid.get("common", {})
+    train_seeds = grid.get("train_seeds") or [None]  # None: one original model per mask, as before
     mask_tasks, unlearn_tasks = [], []
     mask_dirs = {}
     for name, mask in grid["masks"].items():
         script = mask.get("script", "main_imp.py")
-        save_dir = os.path.join(out, "masks", name)
-        mask_dirs[name] = save_dir
-        options = {**common, **mask.get("options", {})}
-        states = int(options.get("pruning_times", 1)) if script == "main_imp.py" else 1
-        cmd = [python, os.path.join(ROOT, script), *options_list(options), "--save_dir", save_dir, "--resume"]
-        # Done when the last state's best model and the summary exist.
-        result = os.path.join(save_dir, f"{states - 1}model_SA_best.pth.tar")
-        mask_tasks.append({"name": f"mask {name}", "cmd": cmd, "result": result, "also": imp_summary_path(save_dir), "after": None})
+        for train_seed in train_seeds:
+            save_dir = os.path.join(out, "masks", name, *train_seed_folder(train_seed))
+            mask_dirs[name, train_seed] = save_dir
+            options = {**common, **mask.get("options", {}), **train_seed_option(train_seed)}
+            states = int(options.get("pruning_times", 1)) if script == "main_imp.py" else 1
+            cmd = [python, os.path.join(ROOT, script), *options_list(options), "--save_dir", save_dir, "--resume"]
+            # Done when the last state's best model and the summary exist.
+            result = os.path.join(save_dir, f"{states - 1}model_SA_best.pth.tar")
+            task_name = mask_task_name(name, train_seed)
+            mask_tasks.append({"name": task_name, "cmd": cmd, "result": result, "also": imp_summary_path(save_dir), "after": None})
     script = "main_forget.py"
     scenarios = grid.get("scenarios", {"class-wise": {}})
     for model_name, model in grid["models"].items():
-        mask_file = os.path.join(mask_dirs[model["mask"]], model["file"])
-        for scenario, scenario_options in scenarios.items():
-            for method, method_options in grid["methods"].items():
-                chosen = overridden(grid, model_name, scenario, method, method_options)
-                for setting, options_of_setting in settings(chosen):
-                    for seed in grid.get("seeds", [1]):
-                        where = [slug(model_name), slug(scenario), method, *([slug(setting)] if setting else []), f"seed{seed}"]
-                        save_dir = os.path.join(out, "unlearn", *where)
-                        options = {**common, **scenario_options, **options_of_setting, "seed": seed}
-                        cmd = [python, os.path.join(ROOT, script), *options_list(options), "--mask", mask_file, "--unlearn", method]
-                        cmd += ["--save_dir", save_dir, "--resume"]
-                        labels = {"model": model_name, "scenario": scenario, "method": method, "seed": seed}
-                        unlearn_tasks.append(
-                            {
-                                "name": f"{method}{f' ({setting})' if setting else ''} {model_name} {scenario} seed {seed}",
-                                "cmd": cmd,
-                                "result": os.path.join(save_dir, f"{method}eval_result.json"),
-                                "after": f"mask {model['mask']}",
-                                "labels": {**labels, "setting": setting} if setting else labels,
-                            }
-                        )
+        for train_seed in train_seeds:
+            mask_file = os.path.join(mask_dirs[model["mask"], train_seed], model["file"])
+            for scenario, scenario_options in scenarios.items():
+                for method, method_options in grid["methods"].items():
+                    if not applies(method_options, model_name, scenario):
+                        continue
+                    chosen = overridden(grid, model_name, scenario, method, method_options)
+                    for setting, options_of_setting in settings(chosen):
+                        for seed in grid.get("seeds", [1]):
+                            where = [slug(model_name), *train_seed_folder(train_seed), slug(scenario), method]
+                            where += [*([slug(setting)] if setting else []), f"seed{seed}"]
+                            save_dir = os.path.join(out, "unlearn", *where)
+                            options = {**common, **scenario_options, **options_of_setting, "seed": seed, **train_seed_option(train_seed)}
+                            cmd = [python, os.path.join(ROOT, script), *options_list(options), "--mask", mask_file, "--unlearn", method]
+                            cmd += ["--save_dir", save_dir, "--resume"]
+                            labels = {"model": model_name, "scenario": scenario, "method": method, "seed": seed}
+                            if train_seed is not None:
+                                labels["train_seed"] = train_seed
+                            of_model = f" (train seed {train_seed})" if train_seed is not None else ""
+                            unlearn_tasks.append(
+                                {
+                                    "name": f"{method}{f' ({setting})' if setting else ''} {model_name}{of_model} {scenario} seed {seed}",
+                                    "cmd": cmd,
+                                    "result": os.path.join(save_dir, f"{method}eval_result.json"),
+                                    "after": mask_task_name(model["mask"], train_seed),
+                                    "labels": {**labels, "setting": setting} if setting else labels,
+                                }
+                            )
     return mask_tasks, unlearn_tasks
+
+
+def train_seed_folder(train_seed):
+    return [] if train_seed is None else [f"train_seed{train_seed}"]
+
+
+def train_seed_option(train_seed):
+    """An original model's --train_seed: its initialisation and data order, and Retrain's initialisation."""
+    return {} if train_seed is None else {"train_seed": train_seed}
+
+
+def mask_task_name(mask, train_seed):
+    return f"mask {mask}" + ("" if train_seed is None else f" train seed {train_seed}")
+
+
+def applies(method_options, model, scenario):
+    """A method's "_models" / "_scenarios" (lists) limit it to those models / scenarios (left out: all)."""
+    return model in method_options.get("_models", [model]) and scenario in method_options.get("_scenarios", [scenario])
 
 
 def overridden(grid, model, scenario, method, options):
@@ -146,7 +187,7 @@ def settings(options):
 
     {"alpha": [1e-8, 1e-7], "unlearn_epochs": 5} -> [("alpha=1e-08", {"alpha": 1e-8, ...}), ("alpha=1e-07", ...)]
     """
-    varied = [key for key, value in options.items() if isinstance(value, list)]
+    varied = [key for key, value in options.items() if isinstance(value, list) and not key.startswith("_")]
     if not varied:
         return [("", options)]
     combos = []
@@ -392,6 +433,7 @@ def main():
     parser.add_argument("--gpus", default=None, help="local: comma-separated GPU ids for the workers (default: every visible GPU)")
     parser.add_argument("--sbatch", default="", help='slurm: options for both arrays, e.g. "--partition gpu --gres gpu:1"')
     parser.add_argument("--dry-run", action="store_true", help="print the commands (and sbatch scripts); run nothing")
+    parser.add_argument("--masks-only", action="store_true", help="run the mask tasks (the original models) and no unlearning")
     args = parser.parse_args()
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: must be at least 1")
@@ -399,6 +441,8 @@ def main():
     out = os.path.abspath(args.out)
     grid = load_grid(args.grid)
     mask_tasks, unlearn_tasks = expand(grid, out)
+    if args.masks_only:
+        unlearn_tasks = []
     todo_masks = [t for t in mask_tasks if not finished(t)]
     todo_unlearn = [t for t in unlearn_tasks if not finished(t)]
     total = len(mask_tasks) + len(unlearn_tasks)

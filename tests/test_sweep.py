@@ -384,3 +384,28 @@ def test_a_finished_task_run_with_other_options_is_named_and_kept(tmp_path):
     assert stale["name"] in warnings[0] and "--unlearn_lr 0.01 (grid now: 0.001)" in warnings[0]
     assert f"Delete {os.path.dirname(stale['result'])}" in warnings[0]
     assert f"{len(masks) + len(unlearnings)} finished" in result.stdout  # kept, not rerun
+
+
+def test_train_seeds_make_one_original_model_each_and_every_method_unlearns_from_each(tmp_path):
+    grid = json.loads(tiny_grid(tmp_path / "grid.json", seeds=(1,)).read_text())
+    grid["train_seeds"] = [3, 4]
+    grid["methods"]["retrain"] = {"_models": ["50% sparse"], "_scenarios": ["class-wise"]}
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    result = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--dry-run"])
+    assert result.returncode == 0, result.stderr
+    lines = [shlex.split(line) for line in result.stdout.splitlines() if line.startswith(sys.executable)]
+    masks = [literal_options(words[2:]) for words in lines if words[1].endswith("main_imp.py")]
+    assert {(o["--train_seed"], o["--save_dir"].split("/")[-1]) for o in masks} == {("3", "train_seed3"), ("4", "train_seed4")}
+    forget = [literal_options(words[2:]) for words in lines if words[1].endswith("main_forget.py")]
+    # GA and FT on both models, retrain on the sparse one only: (2 x 2 + 1) per original model.
+    assert len(forget) == 10
+    for o in forget:
+        seed_folder = f"train_seed{o['--train_seed']}"
+        assert f"/{seed_folder}/" in o["--mask"] and f"/{seed_folder}/" in o["--save_dir"]
+    assert {o["--mask"].split("/")[-1] for o in forget if o["--unlearn"] == "retrain"} == {"1model_SA_best.pth.tar"}
+    only = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--masks-only", "--dry-run"])
+    assert only.stdout.count("main_imp.py") == 2 and "main_forget.py" not in only.stdout
+    grid["train_seeds"] = [3, "4"]
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    bad = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--dry-run"])
+    assert bad.returncode == 2 and "train_seeds must be a non-empty list of integers" in bad.stderr
