@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
 # The pipeline on a capped Fashion-MNIST (scripts/grids/fashionmnist_demo.json): prune first
@@ -28,6 +29,10 @@ demo: $(STAMP)
 test: $(STAMP) lint
 	bash tests/install_test_packages.sh
 	$(PY) -m pytest -q
+
+# The fast tier: in-process tests on tiny models (no training runs, no Slurm), a few minutes.
+test-fast: $(STAMP) lint
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

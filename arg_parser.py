@@ -8,11 +8,8 @@ import argparse
 
 from dataset import DATASETS
 from models import model_dict
-from unlearn import DEFAULT_ALPHA, METHOD_DEFAULTS, METHOD_HELP, ORIGINAL_ALPHA, PRUNING_METHODS, UNLEARN_METHODS
-from unlearn.SalUn import DEFAULT_RATIO
-from unlearn.SCRUB import DEFAULTS as SCRUB_DEFAULTS
-from unlearn.SCRUB import SCRUB_EPOCHS, SCRUB_LR
-from unlearn.wfisher import DEFAULT_DAMPING
+from unlearn import METHODS, method_options
+from unlearn.fisher import ORIGINAL_ALPHA
 
 PRUNE_TYPES = ("lt", "pt", "rewind_lt")
 
@@ -127,71 +124,34 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     pruning.add_argument("--synflow_rounds", type=int, default=100, help="SynFlow: scoring rounds of the exponential sparsity schedule")
 
     unlearn = parser.add_argument_group("unlearning")
-    methods = "; ".join(f"{name}: {text}" for name, text in METHOD_HELP.items())
-    unlearn.add_argument("--unlearn", type=str, default="retrain", choices=list(UNLEARN_METHODS), help=f"unlearning method ({methods})")
+    methods = "; ".join(f"{name}: {record.help}" for name, record in METHODS.items())
+    unlearn.add_argument("--unlearn", type=str, default="retrain", choices=list(METHODS), help=f"unlearning method ({methods})")
     unlearn.add_argument(
-        "--unlearn_lr", type=float, default=0.01, help=f"learning rate of the iterative methods (SCRUB, when left out: {SCRUB_LR:g})"
+        "--unlearn_lr", type=float, default=0.01, help=f"learning rate of the iterative methods{method_defaults('unlearn_lr')}"
     )
     unlearn.add_argument(
-        "--unlearn_epochs", type=int, default=10, help=f"epochs of the iterative methods (SCRUB, when left out: {SCRUB_EPOCHS})"
+        "--unlearn_epochs", type=int, default=10, help=f"epochs of the iterative methods{method_defaults('unlearn_epochs')}"
     )
     unlearn.add_argument("--num_indexes_to_replace", type=int, default=None, help="forget-set size (absent: the whole class)")
     unlearn.add_argument("--class_to_replace", type=int, default=0, help="class to forget from; -1 = random forgetting")
     unlearn.add_argument("--indexes_to_replace", type=str, default=None, help="explicit training positions: '3,17,42' or a .txt/.npy file")
-    defaults = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_ALPHA.items())
     unlearn.add_argument(
         "--alpha",
         type=float,
         default=None,
-        help=f"method strength: FF noise, IU step, l1 weight (default per method: {defaults}; {ORIGINAL_ALPHA:g} for the others)",
+        help=f"method strength: FF noise, IU step, l1 weight{method_defaults('alpha')}; {ORIGINAL_ALPHA:g} for the others",
     )
-    unlearn.add_argument("--no-l1-epochs", dest="no_l1_epochs", type=int, default=0, help="l1-sparse: final epochs without the l1 penalty")
-    unlearn.add_argument(
-        "--iu_damping",
-        type=int,
-        default=DEFAULT_DAMPING,
-        help="IU: damping N of the WoodFisher recursion, which reads N + 2 retain samples",
-    )
-    unlearn.add_argument(
-        "--iu_chunk_size",
-        type=int,
-        default=None,
-        help="IU: samples per batched per-sample-gradient call (default: a quarter of the free memory, at most 32 on CPU, 128 on GPU)",
-    )
-    unlearn.add_argument(
-        "--ff_method",
-        default="auto",
-        choices=["auto", "measured", "loop", "batched", "grouped"],
-        help="FF: how the per-class gradients are computed, all equal up to rounding "
-        "(measured: the fastest after one timed batch each; auto: measured on CUDA, loop elsewhere)",
-    )
-
-    later = parser.add_argument_group("SalUn and SCRUB")
-    later.add_argument(
-        "--salun_ratio", type=float, default=DEFAULT_RATIO, help="SalUn: share of all weights it may move (the most salient)"
-    )
-    later.add_argument(
-        "--mask_path", type=str, default=None, help="SalUn: a saliency mask made elsewhere (SalUn's format) instead of computing one"
-    )
-    later.add_argument(
-        "--msteps",
-        type=int,
-        default=SCRUB_DEFAULTS["msteps"],
-        help="SCRUB: epochs that start with a pass away from the teacher on the forget set",
-    )
-    later.add_argument("--kd_T", type=float, default=SCRUB_DEFAULTS["kd_T"], help="SCRUB: distillation temperature")
-    later.add_argument(
-        "--scrub_gamma", type=float, default=SCRUB_DEFAULTS["scrub_gamma"], help="SCRUB: weight of the retain set's cross-entropy"
-    )
-    later.add_argument(
-        "--scrub_alpha", type=float, default=SCRUB_DEFAULTS["scrub_alpha"], help="SCRUB: weight of the retain set's KL to the teacher"
-    )
-    later.add_argument(
-        "--forget_batch_size",
-        type=int,
-        default=SCRUB_DEFAULTS["forget_batch_size"],
-        help="SCRUB: batch size of the pass over the forget set",
-    )
+    own = parser.add_argument_group("options of single methods (unlearn/<method>.py declares them)")
+    for option, readers in method_options().values():
+        extra = {"choices": option.choices} if option.choices else {}
+        own.add_argument(
+            option.spelling,
+            dest=option.name,
+            type=option.type,
+            default=option.default,
+            help=f"{option.help} [{', '.join(readers)}]",
+            **extra,
+        )
 
     attack = parser.add_argument_group("attack")
     attack.add_argument("--attack", type=str, default="backdoor", help="attack of main_backdoor.py")
@@ -199,16 +159,29 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     return parser
 
 
+def method_defaults(option):
+    """' (default per method: fisher_new 1e-07, ...)' for the help of a shared option some methods set; '' when none does."""
+    values = [f"{name} {record.resolved_defaults()[option]:g}" for name, record in METHODS.items() if option in record.resolved_defaults()]
+    return f" (when left out, per method: {', '.join(values)})" if values else ""
+
+
 def parse_args(argv=None):
-    """The options of every entry script; --train_seed left out takes --seed's value."""
+    """The options of every entry script, every default resolved: what a method can be called with.
+
+    --train_seed left out takes --seed's value; an option the --unlearn method sets (its
+    record's alpha and defaults) takes the method's value when left out; --alpha that no
+    method sets takes the original's 0.2.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.train_seed is None:
         args.train_seed = args.seed
     given = given_options(argv)
-    for option, value in METHOD_DEFAULTS.get(args.unlearn, {}).items():
+    for option, value in METHODS[args.unlearn].resolved_defaults().items():
         if option not in given:
             setattr(args, option, value)
+    if args.alpha is None:
+        args.alpha = ORIGINAL_ALPHA
     if args.indexes_to_replace is not None:
         if {"class_to_replace", "num_indexes_to_replace"} & given:
             parser.error("--indexes_to_replace lists the forget set itself: drop --class_to_replace / --num_indexes_to_replace")
@@ -262,7 +235,7 @@ def check_training_args(args):
 
 
 def check_unlearn_args(args):
-    """Check and complete the unlearning options (forget set, method strength)."""
+    """Check the unlearning options (forget set, method strength, every method option its record checks)."""
     import math
 
     from utils import UserError
@@ -271,34 +244,18 @@ def check_unlearn_args(args):
         raise UserError(f"--unlearn_lr {args.unlearn_lr}: must be positive")
     if args.unlearn_epochs < 0:
         raise UserError(f"--unlearn_epochs {args.unlearn_epochs}: must be 0 or more")
-    if args.no_l1_epochs < 0:
-        raise UserError(f"--no-l1-epochs {args.no_l1_epochs}: must be 0 or more")
-    if args.iu_damping < 1:
-        raise UserError(f"--iu_damping {args.iu_damping}: must be at least 1")
-    if args.iu_chunk_size is not None and args.iu_chunk_size < 1:
-        raise UserError(f"--iu_chunk_size {args.iu_chunk_size}: must be at least 1")
-    if args.alpha is None:
-        args.alpha = DEFAULT_ALPHA.get(args.unlearn, ORIGINAL_ALPHA)
     if not math.isfinite(args.alpha) or args.alpha < 0:
         raise UserError(f"--alpha {args.alpha:g}: must be a finite number, 0 or more (it scales the method's update or penalty)")
     if args.num_indexes_to_replace is not None and args.num_indexes_to_replace < 1:
         raise UserError(f"--num_indexes_to_replace {args.num_indexes_to_replace}: must be at least 1")
-    if args.unlearn in PRUNING_METHODS:
+    if METHODS[args.unlearn].prunes:
         if not 0 <= args.rate < 1:
             raise UserError(f"--rate {args.rate}: the share of weights to prune must be in [0, 1)")
         if args.unlearn_epochs < 2:
             raise UserError(f"--unlearn {args.unlearn} prunes at the start of every second epoch: --unlearn_epochs must be at least 2")
     if args.rewind_epoch < 0:
         raise UserError(f"--rewind_epoch {args.rewind_epoch}: must be 0 or more")
-    if not 0 < args.salun_ratio <= 1:
-        raise UserError(f"--salun_ratio {args.salun_ratio}: the share of weights SalUn may move must be in (0, 1]")
-    if args.msteps < 0:
-        raise UserError(f"--msteps {args.msteps}: must be 0 or more")
-    if not (math.isfinite(args.kd_T) and args.kd_T > 0):
-        raise UserError(f"--kd_T {args.kd_T:g}: the temperature must be positive")
-    for option in ("scrub_gamma", "scrub_alpha"):
-        value = getattr(args, option)
-        if not math.isfinite(value) or value < 0:
-            raise UserError(f"--{option} {value:g}: must be a finite number, 0 or more")
-    if args.forget_batch_size < 1:
-        raise UserError(f"--forget_batch_size {args.forget_batch_size}: must be at least 1")
+    for option, _ in method_options().values():
+        problem = option.check(getattr(args, option.name)) if option.check else None
+        if problem:
+            raise UserError(problem)

@@ -6,7 +6,7 @@ batches an index array, shuffles with a seeded generator and augments per batch 
 tensor operations (random crop with zero padding, horizontal flip). Images reach the
 model as float in [0, 1]: normalisation is the model's first layer.
 
-Splits (SPEC section 2): the val set is 10% of every class of the training data,
+Splits (docs/algorithms.md §2): the val set is 10% of every class of the training data,
 drawn with seed 1 whatever `--seed` is, so every script sees the same training split.
 """
 
@@ -516,7 +516,7 @@ class ForgetSet:
 
 
 def select_forget_set(train_labels, class_to_replace=0, num_indexes_to_replace=None, indexes_to_replace=None, seed=2):
-    """The forget set's positions in the training split (SPEC section 3).
+    """The forget set's positions in the training split (docs/algorithms.md §3).
 
     Drawn as the original drew it (numpy RandomState(seed - 1)), so a seed gives the
     same positions on every machine.

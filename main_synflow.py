@@ -20,7 +20,8 @@ import logging
 
 import arg_parser
 import pruner
-from main_imp import IMP_OUTPUTS, check_imp_args, resume_if_asked, run_states, setup_run
+from paths import PRUNING_RUN_OUTPUTS
+from pruning_run import check_imp_args, resume_if_asked, run_states, setup_run
 from utils import UserError, open_save_dir, run_cli, setup_logging
 
 log = logging.getLogger("unlearn_sparse")
@@ -35,7 +36,7 @@ def main():
     check_imp_args(args)
     run, splits = setup_run(args)
     resumed = resume_if_asked(run, args)
-    open_save_dir(args.save_dir, IMP_OUTPUTS, resume=args.resume)
+    open_save_dir(args.save_dir, PRUNING_RUN_OUTPUTS, resume=args.resume)
     if not resumed:
         shape = tuple(splits.train.images.shape[1:])
         mask = pruner.synflow_mask(run.model, None, args.rate, args.synflow_rounds, shape)

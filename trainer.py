@@ -177,3 +177,25 @@ def evaluate(model, loader):
 def validate(val_loader, model, criterion=None, args=None):
     """The original's name for `evaluate` (accuracy in percent)."""
     return evaluate(model, val_loader)
+
+
+def plot_training_curve(history, path):
+    """Train and val accuracy per epoch, written atomically to `path` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from checkpoints import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("train_ta", "train acc"), ("val_ta", "val acc"), ("test_ta", "test acc")):
+        if history.get(key):
+            ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,27 +1,21 @@
-"""Shared plumbing: errors for bad input, device and seeds, file names, safe checkpoints.
-
-Everything that touches the disk goes through here, so every file is written
-atomically (temporary file in the same folder, then rename) and every checkpoint
-is read with `weights_only=True` (a checkpoint cannot run code).
+"""Process plumbing: the command-line lifecycle (bad input, SIGTERM, held-back logs), the
+device, RNG states and library versions. File names are in `paths.py`, writing and
+reading files in `checkpoints.py`.
 """
 
 import glob
-import json
 import logging
 import logging.handlers
 import os
-import pickle
-import pickletools
 import random
 import signal
 import sys
-import tempfile
 import time
-import zipfile
-from contextlib import contextmanager
 
 import numpy as np
 import torch
+
+import paths
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -111,7 +105,7 @@ def open_save_dir(save_dir, finished_files=(), resume=False):
     found = sorted({path for pattern in finished_files for path in glob.glob(os.path.join(glob.escape(save_dir), pattern))})
     if not found:
         return None
-    stamp = os.path.join(save_dir, "previous-" + time.strftime("%Y%m%d-%H%M%S"))
+    stamp = os.path.join(save_dir, paths.PREVIOUS_PREFIX + time.strftime("%Y%m%d-%H%M%S"))
     aside, n = stamp, 1
     while os.path.exists(aside):
         aside, n = f"{stamp}.{n}", n + 1
@@ -188,196 +182,7 @@ def device_synchronize(device):
         torch.mps.synchronize()
 
 
-# ---------------------------------------------------------------- file names (one place)
-
-
-def checkpoint_path(save_dir, state, filename="checkpoint.pth.tar"):
-    """`<save_dir>/<state>checkpoint.pth.tar`, the original's naming."""
-    return os.path.join(save_dir, f"{state}{filename}")
-
-
-def best_checkpoint_path(save_dir, state):
-    return checkpoint_path(save_dir, state, "model_SA_best.pth.tar")
-
-
-def rewind_weight_path(save_dir, epoch):
-    return os.path.join(save_dir, f"epoch_{epoch}_rewind_weight.pt")
-
-
-def training_curve_path(save_dir, state):
-    return os.path.join(save_dir, f"{state}net_train.png")
-
-
-def forget_indexes_path(save_dir):
-    return os.path.join(save_dir, "forget_indexes.npy")
-
-
-def unlearn_checkpoint_path(save_dir, method):
-    """`<save_dir>/<method>checkpoint.pth.tar`: the unlearned model and its evaluation."""
-    return checkpoint_path(save_dir, method)
-
-
-def eval_result_path(save_dir, method):
-    return checkpoint_path(save_dir, method, "eval_result.pth.tar")
-
-
-def eval_json_path(save_dir, method):
-    return checkpoint_path(save_dir, method, "eval_result.json")
-
-
-def imp_summary_path(save_dir):
-    return os.path.join(save_dir, "imp_summary.json")
-
-
-# ---------------------------------------------------------------- atomic writes
-
-
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-UMASK = _current_umask()  # read once, at import (os.umask can only be read by setting it)
-
-
-@contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it onto `path` only on success."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private; results are shared as any file the user writes
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_torch_save(obj, path):
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def atomic_save_json(obj, path):
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, default=_json_default)
-            f.write("\n")
-
-
-def atomic_save_npy(array, path):
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return value.tolist()
-    return str(value)
-
-
-def save_checkpoint(state, is_SA_best, save_path, pruning, filename="checkpoint.pth.tar"):
-    """Write `<pruning>checkpoint.pth.tar`, and `<pruning>model_SA_best.pth.tar` when best."""
-    atomic_torch_save(state, checkpoint_path(save_path, pruning, filename))
-    if is_SA_best:
-        atomic_torch_save(state, best_checkpoint_path(save_path, pruning))
-
-
-# ---------------------------------------------------------------- safe loading
-
-
-def pickled_globals(path):
-    """The `module.name`s a checkpoint's pickle would import on loading, read without loading it.
-
-    None when the file is not a readable pickle (torch.save's zip or legacy format).
-    """
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
-                data = archive.read(member)
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-        names, strings = [], []
-        for opcode, arg, _ in pickletools.genops(data):
-            if opcode.name == "GLOBAL":
-                names.append(arg.replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                names.append(f"{strings[-2]}.{strings[-1]}")
-            elif isinstance(arg, str):
-                strings.append(arg)
-        return names
-    except Exception:
-        return None
-
-
-def load_checkpoint(path, device="cpu", what="checkpoint"):
-    """Load a checkpoint with `weights_only=True`, or raise UserError in one line."""
-    if not path:
-        raise UserError(f"no {what} file given")
-    if not os.path.isfile(path):
-        raise UserError(f"{what} file not found: {path}")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as err:
-        called = [name for name in pickled_globals(path) or [] if not name.startswith(("torch.", "collections.OrderedDict", "_codecs."))]
-        if called:  # a well-formed pickle that names a function or class to call on loading
-            raise UserError(
-                f"refusing to load {path}: it holds more than tensors and plain data (a pickled object that could run code: {called[0]})"
-            ) from None
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        detail = next((line for line in lines if "Unsupported" in line), type(err).__name__)
-        raise UserError(f"cannot read {what} {path}: not a PyTorch checkpoint, or damaged ({detail})") from None
-    except Exception as err:  # a truncated, foreign or non-torch file fails in many ways
-        detail = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read {what} {path}: not a PyTorch checkpoint, or damaged ({type(err).__name__}: {detail})") from None
-
-
-def state_dict_of(checkpoint):
-    """The model state dict of a checkpoint: a bare state dict or one under 'state_dict'."""
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
-        return checkpoint["state_dict"]
-    if isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        return checkpoint
-    raise UserError("the file holds neither a state dict nor a dict with a 'state_dict' entry")
-
-
-# ---------------------------------------------------------------- metrics helpers
-
-
-class AverageMeter:
-    """Running average (kept from the original for code written against it)."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.val = self.avg = self.sum = 0.0
-        self.count = 0
-
-    def update(self, val, n=1):
-        self.val = val
-        self.sum += val * n
-        self.count += n
-        self.avg = self.sum / self.count
-
-
-def accuracy(output, target, topk=(1,)):
-    """Precision@k in percent for each k (the original's helper)."""
-    maxk = max(topk)
-    _, pred = output.topk(maxk, 1, True, True)
-    correct = pred.t().eq(target.view(1, -1))
-    return [correct[:k].reshape(-1).float().sum(0) * (100.0 / target.size(0)) for k in topk]
+# ---------------------------------------------------------------- records
 
 
 def versions():
@@ -392,37 +197,3 @@ def versions():
         "numpy": np.__version__,
         "scikit-learn": version("scikit-learn"),
     }
-
-
-def complete_stages(result, stages, save):
-    """Compute each named stage missing from `result`, calling `save()` after each one.
-
-    Returns True when anything was computed (a finished run resumed computes nothing).
-    """
-    computed = False
-    for name, stage in stages.items():
-        if name not in result:
-            result[name] = stage()
-            computed = True
-            save()
-    return computed
-
-
-def plot_training_curve(history, path):
-    """Train and val accuracy per epoch, written atomically to `path` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("train_ta", "train acc"), ("val_ta", "val acc"), ("test_ta", "test acc")):
-        if history.get(key):
-            ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

@@ -1,11 +1,9 @@
 """Helpers shared by the benchmarks: honest timing and the result line."""
 
 import os
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from utils import device_synchronize  # noqa: E402
 

@@ -13,8 +13,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 from common import ROOT, line  # noqa: E402
 
 

@@ -13,17 +13,12 @@ batch (the cost of a single class).
 """
 
 import argparse
-import os
-import sys
 from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from torch.profiler import profile
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from common import best_time, line  # noqa: E402
+from torch.profiler import profile
 
 from dataset import TensorLoader, load_dataset  # noqa: E402
 from models import create_model  # noqa: E402

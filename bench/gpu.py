@@ -13,17 +13,12 @@ gradient and FF Fisher ratios (bench/iu_grads.py, bench/ff.py) for resnet20s and
 """
 
 import argparse
-import os
-import sys
 import time
-
-import numpy as np
-import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ff  # noqa: E402
 import iu_grads  # noqa: E402
+import numpy as np
+import torch
 from common import line  # noqa: E402
 from pipeline import PILImages  # noqa: E402
 from train_speed import DeviceLoader  # noqa: E402

@@ -8,15 +8,10 @@ it). All three run in this process, on the same model and images.
 """
 
 import argparse
-import os
-import sys
 from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from common import best_time, line  # noqa: E402
 
 from dataset import load_dataset  # noqa: E402

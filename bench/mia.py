@@ -8,15 +8,10 @@ shadow non-members, n forget targets, 2n member / n non-member privacy targets.
 """
 
 import argparse
-import os
-import sys
 
 import torch
-from torch import nn
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from common import best_time, line  # noqa: E402
+from torch import nn
 
 from dataset import ImageSet, TensorLoader  # noqa: E402
 from evaluation import SVC_MIA  # noqa: E402

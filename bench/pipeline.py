@@ -9,14 +9,9 @@ original code ran: a single-process DataLoader (num_workers=0) over PIL images.
 """
 
 import argparse
-import os
-import sys
 
 import numpy as np
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from common import best_time, line  # noqa: E402
 
 from dataset import Augment, ImageSet, TensorLoader  # noqa: E402

@@ -13,11 +13,6 @@ second torch process makes every OpenMP region wait for a descheduled thread).
 import argparse
 import os
 import platform
-import sys
-
-import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import demo  # noqa: E402
 import ff  # noqa: E402
@@ -25,6 +20,7 @@ import gpu  # noqa: E402
 import iu_grads  # noqa: E402
 import mia  # noqa: E402
 import pipeline  # noqa: E402
+import torch
 import train_speed  # noqa: E402
 from common import line  # noqa: E402
 

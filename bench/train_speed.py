@@ -8,14 +8,9 @@ torchvision's DataLoader with PIL transforms (the original's pipeline), for benc
 """
 
 import argparse
-import os
-import sys
 from types import SimpleNamespace
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from pipeline import PILImages  # noqa: E402
 
 from dataset import TensorLoader, load_dataset  # noqa: E402

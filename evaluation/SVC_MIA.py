@@ -1,4 +1,4 @@
-"""Membership inference with shadow SVMs (SPEC section 7).
+"""Membership inference with shadow SVMs (docs/algorithms.md §7).
 
 Five attack features per sample, from the softmax output p and the label y:
 correctness (argmax p == y), confidence (p_y), entropy (-sum p log p), modified

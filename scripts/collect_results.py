@@ -1,41 +1,15 @@
 """Copy a sweep's results (not its checkpoints) to a folder that can be committed.
 
-    python scripts/collect_results.py RUN_DIR OUT_DIR
-
-Copies, keeping their paths under RUN_DIR: every unlearning task's `*eval_result.json`
-and `task.json` (its labels), and every mask's `imp_summary.json` (the original models'
-training and test accuracy). `python scripts/summarize.py OUT_DIR` then prints the table
-that `python scripts/summarize.py RUN_DIR` prints.
+The command line of `workflow.collect` (its module docstring, `--help`, says more). The project
+must be importable: `make install` (or `pip install -e .` in your environment) does it.
 """
 
-import argparse
-import glob
-import os
-import shutil
 import sys
 
-KEPT = ("*eval_result.json", "task.json", "imp_summary.json")
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("out_dir")
-    args = parser.parse_args()
-    if not os.path.isdir(args.run_dir):
-        print(f"error: {args.run_dir}: no such folder", file=sys.stderr)
-        sys.exit(2)
-    copied = 0
-    for pattern in KEPT:
-        for path in glob.glob(os.path.join(glob.escape(args.run_dir), "**", pattern), recursive=True):
-            if os.sep + "previous-" in path:  # results an earlier run left aside
-                continue
-            target = os.path.join(args.out_dir, os.path.relpath(path, args.run_dir))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copy2(path, target)
-            copied += 1
-    print(f"copied {copied} files from {args.run_dir} to {args.out_dir}")
-
+try:
+    from workflow.collect import main
+except ModuleNotFoundError as err:
+    sys.exit(f"error: cannot import {err.name!r}: install the project first (make install, or pip install -e . in your environment)")
 
 if __name__ == "__main__":
     main()

@@ -89,8 +89,8 @@ def test_every_option_of_the_original_keeps_its_default(parsed, script):
     differing = {k: (args.get(k, "missing"), v) for k, v in ORIGINAL_DEFAULTS.items() if args.get(k, "missing") != v}
     assert differing == {}
     # The documented departures: --train_seed left out is --seed (what the original's help
-    # says it is), and --alpha left out is chosen per method.
-    assert args["train_seed"] == args["seed"] and args["alpha"] is None
+    # says it is), and --alpha left out is chosen per method (the original's 0.2 for retrain).
+    assert args["train_seed"] == args["seed"] and args["alpha"] == 0.2
 
 
 def test_train_seed_follows_seed_unless_given():
@@ -99,10 +99,9 @@ def test_train_seed_follows_seed_unless_given():
 
 
 @pytest.mark.parametrize("method,alpha", [("FT", 0.2), ("retrain", 0.2), ("fisher", 0.2), ("wfisher", 3.0), ("FT_prune", 1e-3)])
-def test_alpha_left_out_is_chosen_per_method(method, alpha):
-    args = arg_parser.parse_args(["--unlearn", method])
-    arg_parser.check_unlearn_args(args)
-    assert args.alpha == alpha
+def test_alpha_left_out_is_chosen_per_method_by_parse_args_itself(method, alpha):
+    assert arg_parser.parse_args(["--unlearn", method]).alpha == alpha
+    assert arg_parser.parse_args(["--unlearn", method, "--alpha", "0.5"]).alpha == 0.5
 
 
 def test_an_explicit_forget_list_excludes_only_explicit_class_options():

@@ -1,6 +1,6 @@
 """Every checked bad input through the real command line: exit 2, one line, nothing written.
 
-The README's "Bad input" table lists the same cases; `test_the_readme_lists_every_case`
+docs/reliability.md's "Bad input" table lists the same cases; `test_the_readme_lists_every_case`
 keeps the two in step.
 """
 
@@ -13,6 +13,8 @@ import torch
 
 from tests.conftest import ROOT, run_script
 from tests.test_reliability import Payload
+
+pytestmark = pytest.mark.slow  # every case through the real command line
 
 D = ["--dataset", "digits", "--arch", "resnet20s"]
 FORGET = [*D, "--mask", "{r20}", "--unlearn", "FT"]
@@ -138,11 +140,11 @@ def test_there_are_at_least_20_cases_across_the_four_scripts():
 
 
 def test_the_readme_lists_every_case():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    table = readme[readme.index("### Bad input") :]
+    with open(os.path.join(ROOT, "docs", "reliability.md")) as f:
+        page = f.read()
+    table = page[page.index("### Bad input") :]
     for script, _, expected in CASES:
         option, _, message = expected.partition(": ")  # e.g. "--rate 1.5", "the share of weights ..."
         for fragment in (option.split()[0], message or option):
             fragment = re.sub(r"\{\w+\}", "<path>", fragment)
-            assert fragment in table, f"README's bad-input table lacks {fragment!r} ({script})"
+            assert fragment in table, f"docs/reliability.md's bad-input table lacks {fragment!r} ({script})"

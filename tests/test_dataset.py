@@ -217,6 +217,7 @@ def test_bad_train_positions_are_one_clear_error(value, message):
     assert str(err.value).startswith("--train_positions")
 
 
+@pytest.mark.slow
 def test_a_shadow_model_trains_and_unlearns_within_its_positions(tmp_path):
     half = tmp_path / "half.txt"
     half.write_text(",".join(map(str, range(0, 1298, 2))))  # every second of the 1,298 training images

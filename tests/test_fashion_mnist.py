@@ -88,6 +88,7 @@ def test_missing_fashion_mnist_names_both_ways_to_get_it(tmp_path, monkeypatch):
 @pytest.mark.skipif(
     not os.path.isfile(SYSTEM_FILES), reason="Debian's dataset-fashion-mnist is not installed (make test installs it as root)"
 )
+@pytest.mark.slow
 def test_the_real_release_and_a_short_training_on_it(tmp_path):
     splits = fashion(tmp_path / "nothing_here")  # Debian's folder
     assert len(splits.train) + len(splits.val) == 60000 and len(splits.test) == 10000

@@ -9,11 +9,14 @@ import torch
 
 import arg_parser
 import pruner
+from checkpoints import load_checkpoint, state_dict_of
 from dataset import TensorLoader
-from main_imp import ImpRun
 from models import create_model
+from paths import best_checkpoint_path, checkpoint_path, rewind_weight_path
+from pruning_run import ImpRun
 from tests.conftest import ROOT, run_script
-from utils import best_checkpoint_path, checkpoint_path, load_checkpoint, rewind_weight_path, state_dict_of
+
+pytestmark = pytest.mark.slow  # trains through main_imp.py in subprocesses
 
 DIGITS_FAST = ["--dataset", "digits", "--arch", "resnet20s", "--batch_size", "128", "--decreasing_lr", "50"]
 

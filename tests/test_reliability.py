@@ -14,8 +14,11 @@ import time
 import pytest
 import torch
 
+from checkpoints import load_checkpoint
+from paths import checkpoint_path
 from tests.conftest import ROOT, run_script
-from utils import checkpoint_path, load_checkpoint
+
+pytestmark = pytest.mark.slow  # kills and resumes real runs
 
 DIGITS = ["--dataset", "digits", "--arch", "resnet20s", "--batch_size", "64"]
 
@@ -201,7 +204,7 @@ def test_salun_and_boundary_expanding_killed_once_end_bit_identical(method, digi
 
 
 def test_results_are_written_with_the_users_permissions_not_privately(tmp_path):
-    from utils import UMASK, atomic_save_json
+    from checkpoints import UMASK, atomic_save_json
 
     path = tmp_path / "result.json"
     atomic_save_json({"UA": 1.0}, path)

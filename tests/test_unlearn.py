@@ -65,7 +65,7 @@ def tiny_data(n, classes=3, seed=0):
 
 
 def reference_iu(model, data, forget_idx, retain_idx, alpha, damping):
-    """IU computed the plain way, one sample at a time (SPEC section 6)."""
+    """IU computed the plain way, one sample at a time (docs/algorithms.md §6)."""
     x = data.images.float() / 255
     grads_f = loop_gradients(model, x[forget_idx], data.labels[forget_idx])
     grads_r = loop_gradients(model, x[retain_idx], data.labels[retain_idx])

@@ -5,7 +5,8 @@ no_l1_epochs)) for epochs e < E - no_l1_epochs, alpha throughout when E - no_l1_
 is 0, and 0 otherwise (the original's `FT_l1`; the paper's l1-sparse, `FT_prune`, runs it).
 """
 
-from .impl import iterative_unlearn
+from .loop import iterative_unlearn
+from .method import Method, Option
 
 
 def FT(data_loaders, model, criterion, args):
@@ -28,7 +29,7 @@ def decaying_l1(args):
     """penalty_at(epoch) for iterative_unlearn: a_e * ||theta||_1, or None once a_e is 0."""
 
     def penalty_at(epoch):
-        weight = l1_weight(epoch, args.alpha, args.unlearn_epochs, getattr(args, "no_l1_epochs", 0))
+        weight = l1_weight(epoch, args.alpha, args.unlearn_epochs, args.no_l1_epochs)
         if weight == 0:
             return None
         return lambda m: weight * l1_norm(m)
@@ -38,3 +39,24 @@ def decaying_l1(args):
 
 def FT_l1(data_loaders, model, criterion, args, name="FT_l1"):
     return iterative_unlearn(data_loaders, model, args, loader="retain", penalty_at=decaying_l1(args), name=name)
+
+
+NO_L1_EPOCHS = Option(
+    "no_l1_epochs",
+    0,
+    "l1-sparse: final epochs without the l1 penalty",
+    type=int,
+    flag="--no-l1-epochs",
+    check=lambda v: None if v >= 0 else f"--no-l1-epochs {v}: must be 0 or more",
+)
+L1_ALPHA = 1e-3  # works on the bundled data; the literature uses about 1e-4 on CIFAR-10 (docs/methods.md)
+FT_METHOD = Method("FT", FT, "FT", "FT: fine-tune on the retain set", iterative=True)
+FT_L1_METHOD = Method(
+    "FT_l1",
+    FT_l1,
+    "FT_l1",
+    "FT_l1: the computation of l1-sparse under the original's other name",
+    iterative=True,
+    alpha=L1_ALPHA,
+    options=(NO_L1_EPOCHS,),
+)

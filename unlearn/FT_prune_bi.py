@@ -10,7 +10,8 @@ import logging
 
 import pruner
 
-from .impl import iterative_unlearn
+from .loop import iterative_unlearn
+from .method import Method
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -33,3 +34,13 @@ def FT_prune_bi(data_loaders, model, criterion, args):
             log.info("FT_prune_bi: pruned %.4g of the remaining conv weights, conv sparsity now %.2f%%", share, pruner.sparsity(model))
 
     return iterative_unlearn(data_loaders, model, args, loader="retain", before_epoch=before_epoch, name="FT_prune_bi")
+
+
+METHOD = Method(
+    "FT_prune_bi",
+    FT_prune_bi,
+    "FT_prune_bi",
+    "FT while pruning --rate of the remaining conv weights, every second epoch",
+    iterative=True,
+    prunes=True,
+)

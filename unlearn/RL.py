@@ -9,7 +9,8 @@ loaders the method is given.
 
 import torch
 
-from .impl import Pass, iterative_unlearn
+from .loop import Pass, iterative_unlearn
+from .method import Method
 
 
 def random_labels(num_classes, generator):
@@ -38,3 +39,12 @@ def random_label_training(data_loaders, model, args, name, optimizer_class=None)
 
 def RL(data_loaders, model, criterion, args):
     return random_label_training(data_loaders, model, args, "RL")
+
+
+METHOD = Method(
+    "RL",
+    RL,
+    "RL",
+    "random labels: each epoch the forget set with random labels, then the retain set (SalUn's RL)",
+    iterative=True,
+)

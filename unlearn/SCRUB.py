@@ -10,15 +10,17 @@ optimizer serves both passes. Left out, --unlearn_lr and --unlearn_epochs take S
 large-scale CIFAR setting (5e-4, 3 epochs), as do the options below.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 import pruner
 from dataset import with_batch_size
 
-from .impl import Pass, iterative_unlearn
+from .loop import Pass, iterative_unlearn
+from .method import Method, Option
 
-DEFAULTS = {"msteps": 2, "kd_T": 4.0, "scrub_gamma": 0.99, "scrub_alpha": 0.001, "forget_batch_size": 32}
 # The options shared with the other methods that SCRUB sets when they are left out.
 SCRUB_LR, SCRUB_EPOCHS = 5e-4, 3
 
@@ -31,24 +33,61 @@ def distill_kl(student_logits, teacher_logits, temperature):
 
 
 def SCRUB(data_loaders, model, criterion, args):
-    option = {name: getattr(args, name, default) for name, default in DEFAULTS.items()}
     teacher = pruner.clone_model(model).eval().requires_grad_(False)
 
     def kl_to_teacher(logits, images):
         with torch.no_grad():
             teacher_logits = teacher(images).float()
-        return distill_kl(logits, teacher_logits, option["kd_T"])
+        return distill_kl(logits, teacher_logits, args.kd_T)
 
     def maximise(logits, images, labels):
         return -kl_to_teacher(logits, images)
 
     def minimise(logits, images, labels):
-        return option["scrub_gamma"] * F.cross_entropy(logits, labels) + option["scrub_alpha"] * kl_to_teacher(logits, images)
+        return args.scrub_gamma * F.cross_entropy(logits, labels) + args.scrub_alpha * kl_to_teacher(logits, images)
 
-    loaders = {**data_loaders, "forget (max)": with_batch_size(data_loaders["forget"], option["forget_batch_size"])}
+    loaders = {**data_loaders, "forget (max)": with_batch_size(data_loaders["forget"], args.forget_batch_size)}
     max_pass, min_pass = Pass("forget (max)", loss_fn=maximise), Pass("retain", loss_fn=minimise)
 
     def passes(epoch):
-        return [max_pass, min_pass] if epoch < option["msteps"] else [min_pass]
+        return [max_pass, min_pass] if epoch < args.msteps else [min_pass]
 
     return iterative_unlearn(loaders, model, args, passes=passes, name="SCRUB")
+
+
+def non_negative(flag):
+    return lambda v: None if math.isfinite(v) and v >= 0 else f"{flag} {v:g}: must be a finite number, 0 or more"
+
+
+METHOD = Method(
+    "SCRUB",
+    SCRUB,
+    "SCRUB",
+    "the model distilled from itself: away on the forget set, towards it on the retain set (Kurmanji et al., 2023)",
+    iterative=True,
+    defaults={"unlearn_lr": SCRUB_LR, "unlearn_epochs": SCRUB_EPOCHS},
+    options=(
+        Option(
+            "msteps",
+            2,
+            "SCRUB: epochs that start with a pass away from the teacher on the forget set",
+            type=int,
+            check=lambda v: None if v >= 0 else f"--msteps {v}: must be 0 or more",
+        ),
+        Option(
+            "kd_T",
+            4.0,
+            "SCRUB: distillation temperature",
+            check=lambda v: None if math.isfinite(v) and v > 0 else f"--kd_T {v:g}: the temperature must be positive",
+        ),
+        Option("scrub_gamma", 0.99, "SCRUB: weight of the retain set's cross-entropy", check=non_negative("--scrub_gamma")),
+        Option("scrub_alpha", 0.001, "SCRUB: weight of the retain set's KL to the teacher", check=non_negative("--scrub_alpha")),
+        Option(
+            "forget_batch_size",
+            32,
+            "SCRUB: batch size of the pass over the forget set",
+            type=int,
+            check=lambda v: None if v >= 1 else f"--forget_batch_size {v}: must be at least 1",
+        ),
+    ),
+)

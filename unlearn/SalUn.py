@@ -14,15 +14,17 @@ request 33: weight decay otherwise moved them). On a pruned model the pruned wei
 zero, as with every method.
 """
 
-import os
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
+from checkpoints import atomic_torch_save, load_checkpoint
 from dataset import in_order
-from utils import UserError, atomic_torch_save, load_checkpoint
+from paths import saliency_mask_path
+from utils import UserError
 
+from .method import Method, Option
 from .RL import random_label_training
 
 DEFAULT_RATIO = 0.5
@@ -53,11 +55,6 @@ def saliency_mask(model, forget_loader, ratio):
     # The top `ratio` (SalUn: int(n * ratio) of them), ties in parameter order.
     keep[torch.argsort(scores, descending=True, stable=True)[: int(int(alive.sum()) * ratio)]] = 1
     return {name: part.view_as(p) for (name, p), part in zip(named, keep.split([p.numel() for _, p in named]))}
-
-
-def mask_path(save_dir, ratio):
-    """Where SalUn's generate_mask.py puts the mask of a ratio: `with_<ratio>.pt`."""
-    return os.path.join(save_dir, f"with_{ratio}.pt")
 
 
 def check_saliency_mask(model, mask, path):
@@ -113,13 +110,31 @@ class FrozenOutsideMask(torch.optim.SGD):
 
 
 def SalUn(data_loaders, model, criterion, args):
-    ratio = getattr(args, "salun_ratio", DEFAULT_RATIO)
-    if getattr(args, "mask_path", None):
+    ratio = args.salun_ratio
+    if args.mask_path:
         mask = load_saliency_mask(args.mask_path, model)
     else:
         mask = saliency_mask(model, in_order(data_loaders["forget"]), ratio)
-        if getattr(args, "save_dir", None):
-            atomic_torch_save({k: v.cpu() for k, v in mask.items()}, mask_path(args.save_dir, ratio))
+        if getattr(args, "save_dir", None):  # a method called from code may have nowhere to write
+            atomic_torch_save({k: v.cpu() for k, v in mask.items()}, saliency_mask_path(args.save_dir, ratio))
     keep = {p: mask[mask_name(name)] for name, p in model.named_parameters()}
     frozen_outside = partial(FrozenOutsideMask, keep=keep)
     return random_label_training(data_loaders, model, args, "SalUn", optimizer_class=frozen_outside)
+
+
+METHOD = Method(
+    "SalUn",
+    SalUn,
+    "SalUn",
+    "RL moving only the --salun_ratio most salient weights for the forget set (Fan et al., 2024)",
+    iterative=True,
+    options=(
+        Option(
+            "salun_ratio",
+            DEFAULT_RATIO,
+            "SalUn: share of all weights it may move (the most salient)",
+            check=lambda v: None if 0 < v <= 1 else f"--salun_ratio {v}: the share of weights SalUn may move must be in (0, 1]",
+        ),
+        Option("mask_path", None, "SalUn: a saliency mask made elsewhere (SalUn's format) instead of computing one", type=str),
+    ),
+)

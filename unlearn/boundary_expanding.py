@@ -9,7 +9,8 @@ shapes and the forget samples fall to whichever real class comes next.
 import torch
 from torch import nn
 
-from .impl import Pass, iterative_unlearn
+from .loop import Pass, iterative_unlearn
+from .method import Method
 
 
 def last_linear(model):
@@ -47,3 +48,12 @@ def boundary_expanding(data_loaders, model, criterion, args):
     iterative_unlearn(data_loaders, model, args, passes=lambda epoch: [Pass("forget", relabel=to_new_class)], name="boundary_expanding")
     resize_classifier(model, num_classes)
     return model
+
+
+METHOD = Method(
+    "boundary_expanding",
+    boundary_expanding,
+    "Boundary expanding",
+    "train the forget set into an extra class, then remove it (Chen et al., 2023)",
+    iterative=True,
+)

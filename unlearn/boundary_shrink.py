@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 import pruner
 
-from .impl import Pass, iterative_unlearn
+from .loop import Pass, iterative_unlearn
+from .method import Method
 
 FGSM_BOUND = 0.1  # hard-coded in the paper and in SalUn's code
 
@@ -41,3 +42,12 @@ def boundary_shrink(data_loaders, model, criterion, args):
     frozen = pruner.clone_model(model).eval().requires_grad_(False)
     return iterative_unlearn(data_loaders, model, args, passes=lambda epoch: [Pass("forget", relabel=nearest_wrong_labels(frozen))],
                              name="boundary_shrink")  # fmt: skip
+
+
+METHOD = Method(
+    "boundary_shrink",
+    boundary_shrink,
+    "Boundary shrink",
+    "fine-tune the forget set on the labels of its nearest wrong class, by FGSM (Chen et al., 2023)",
+    iterative=True,
+)

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from dataset import in_order
 from utils import UserError, device_synchronize
 
-from .wfisher import MEMORY_SHARE, free_memory_bytes, retain_gradient_stream
+from .method import Method, Option
+from .wfisher import IU_CHUNK_SIZE, MEMORY_SHARE, free_memory_bytes, retain_gradient_stream
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -290,7 +291,7 @@ def grouped_classes_per_pass(model, images, num_classes):
 
 
 def noise_mean_var(param, fisher, alpha, is_classifier, forget_class=None):
-    """Mean and variance of the Gaussian that replaces `param` (SPEC section 6)."""
+    """Mean and variance of the Gaussian that replaces `param` (docs/algorithms.md §6)."""
     var = (1.0 / (fisher + 1e-8)).clamp(max=1e2 if is_classifier else 1e3)
     var = alpha * var
     if param.ndim > 1:
@@ -314,12 +315,12 @@ def _add_noise(model, fisher, alpha, forget_class):
 
 def fisher_new(data_loaders, model, criterion, args):
     loader = in_order(data_loaders["retain"], batch_size=FISHER_BATCH_SIZE)
-    method = getattr(args, "ff_method", "auto")
+    method = args.ff_method
     if method == "grouped" and grouped_layers(model.eval()) is None:
         raise UserError("--ff_method grouped: this model has layers other than Conv2d, BatchNorm2d and Linear; use --ff_method loop")
     with torch.random.fork_rng(devices=[]):  # an ordinary DataLoader draws from the CPU RNG; the noise must not depend on it
         fisher = fisher_diagonal(model, loader, args.num_classes, method=None if method == "auto" else method)
-    _add_noise(model, fisher, args.alpha, getattr(args, "forget_class", None))
+    _add_noise(model, fisher, args.alpha, args.forget_class)
     return model
 
 
@@ -343,7 +344,7 @@ def per_sample_fisher(model, loader, chunk_size=None):
 def fisher(data_loaders, model, criterion, args):
     """The original's older Fisher forgetting (`--unlearn fisher`)."""
     with torch.random.fork_rng(devices=[]):  # as in fisher_new: the noise does not depend on the loader
-        information = per_sample_fisher(model, in_order(data_loaders["retain"]), getattr(args, "iu_chunk_size", None))
+        information = per_sample_fisher(model, in_order(data_loaders["retain"]), args.iu_chunk_size)
     start = 0
     with torch.no_grad():
         for p in model.parameters():
@@ -354,3 +355,34 @@ def fisher(data_loaders, model, criterion, args):
                 noise = noise * 10
             p.add_(noise)
     return model
+
+
+ORIGINAL_ALPHA = 0.2  # the original's --alpha default, which its `fisher` ran with
+
+FISHER_NEW_METHOD = Method(
+    "fisher_new",
+    fisher_new,
+    "FF",
+    "FF: Fisher forgetting, noise scaled by alpha / Fisher of the retain set",
+    iterative=False,
+    alpha=1e-7,  # works on the bundled data; the literature uses about 1e-9 to 3e-6 (docs/methods.md)
+    options=(
+        Option(
+            "ff_method",
+            "auto",
+            "FF: how the per-class gradients are computed, all equal up to rounding "
+            "(measured: the fastest after one timed batch each; auto: measured on CUDA, loop elsewhere)",
+            type=str,
+            choices=("auto", "measured", "loop", "batched", "grouped"),
+        ),
+    ),
+)
+FISHER_METHOD = Method(
+    "fisher",
+    fisher,
+    "fisher",
+    "the original's older Fisher forgetting: noise of std min(sqrt(alpha / F), 1e-3), per-sample Fisher",
+    iterative=False,
+    alpha=ORIGINAL_ALPHA,
+    options=(IU_CHUNK_SIZE,),
+)

@@ -4,13 +4,14 @@ Each step takes SAM's two passes (Foret et al., 2021), in the adaptive form (ASA
 Kwon et al., 2021) with rho = 2, as the original: from the gradient g at w,
 e = rho * w^2 * g / ||w * g||_2 (over all parameters); the gradient at w + e then makes an
 ordinary SGD step (momentum, weight decay) from w. SGD's rate is --unlearn_lr with the
---decreasing_lr schedule, and its momentum runs across epochs (see the README's
-Differences: the original rebuilt the optimizer every epoch at --lr).
+--decreasing_lr schedule, and its momentum runs across epochs (see docs/differences.md:
+the original rebuilt the optimizer every epoch at --lr).
 """
 
 import torch
 
-from .impl import iterative_unlearn
+from .loop import iterative_unlearn
+from .method import Method
 
 SAM_RHO = 2.0
 
@@ -43,3 +44,13 @@ class SAM(torch.optim.SGD):
 
 def retrain_sam(data_loaders, model, criterion, args):
     return iterative_unlearn(data_loaders, model, args, loader="retain", optimizer_class=SAM, name="retrain_sam")
+
+
+METHOD = Method(
+    "retrain_sam",
+    retrain_sam,
+    "retrain_sam",
+    "Retrain with sharpness-aware minimisation (adaptive, rho 2)",
+    iterative=True,
+    from_scratch=True,
+)

@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 from dataset import in_order, num_samples
 
+from .method import Method, Option
+
 log = logging.getLogger("unlearn_sparse")
 
 MAX_CHUNK = 32  # beyond this the batched call stops paying on CPU (bench/iu_grads.py)
@@ -129,7 +131,7 @@ def add_flat_(model, vector):
 
 
 def wfisher(data_loaders, model, criterion, args):
-    damping = getattr(args, "iu_damping", DEFAULT_DAMPING)
+    damping = args.iu_damping
     retain, forget = data_loaders["retain"], data_loaders["forget"]
     n_forget, n_retain = num_samples(forget), num_samples(retain)
     g_forget = summed_gradient(model, in_order(forget))
@@ -137,6 +139,33 @@ def wfisher(data_loaders, model, criterion, args):
     v = g_forget / (n_forget + n_retain) - g_retain * n_forget / ((n_forget + n_retain) * n_retain)
     # The recursion reads only the first N + 2 retain samples.
     first = in_order(retain, limit=damping + 2)
-    k = woodfisher(v, retain_gradient_stream(model, first, getattr(args, "iu_chunk_size", None)), damping)
+    k = woodfisher(v, retain_gradient_stream(model, first, args.iu_chunk_size), damping)
     add_flat_(model, args.alpha * k)
     return model
+
+
+IU_CHUNK_SIZE = Option(
+    "iu_chunk_size",
+    None,
+    "IU: samples per batched per-sample-gradient call (default: a quarter of the free memory, at most 32 on CPU, 128 on GPU)",
+    type=int,
+    check=lambda v: None if v is None or v >= 1 else f"--iu_chunk_size {v}: must be at least 1",
+)
+METHOD = Method(
+    "wfisher",
+    wfisher,
+    "IU",
+    "IU: influence unlearning, one WoodFisher step of size alpha",
+    iterative=False,
+    alpha=3.0,  # works on the bundled data; the literature uses about 1-20 (docs/methods.md)
+    options=(
+        Option(
+            "iu_damping",
+            DEFAULT_DAMPING,
+            "IU: damping N of the WoodFisher recursion, which reads N + 2 retain samples",
+            type=int,
+            check=lambda v: None if v >= 1 else f"--iu_damping {v}: must be at least 1",
+        ),
+        IU_CHUNK_SIZE,
+    ),
+)

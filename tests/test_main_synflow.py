@@ -21,6 +21,7 @@ def test_synflow_reaches_the_rate_on_resnet20s_and_leaves_the_model_untouched():
     assert not pruner.is_pruned(model)
 
 
+@pytest.mark.slow
 def test_synflow_at_extreme_sparsity_keeps_every_layer_of_vgg_connected(monkeypatch):
     def no_data(*args, **kwargs):
         raise AssertionError("SynFlow read data")
@@ -39,6 +40,7 @@ def test_synflow_at_extreme_sparsity_keeps_every_layer_of_vgg_connected(monkeypa
     assert pruner.synflow_objective(model, magnitude) == 0 or min(int(v.sum()) for v in magnitude.values()) == 0
 
 
+@pytest.mark.slow
 def test_main_synflow_trains_a_90_percent_sparse_resnet20s(tmp_path):
     result = run_script(
         "main_synflow.py", "--dataset", "digits", "--arch", "resnet20s", "--epochs", "6", "--decreasing_lr", "4,5",

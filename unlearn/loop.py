@@ -1,34 +1,25 @@
-"""What the methods share: one optimiser, one schedule, the one training loop, checkpoints.
+"""The one loop of the iterative methods: epochs of passes over loaders, with per-epoch checkpoints.
 
 An unlearning run keeps `<method>checkpoint.pth.tar` in --save_dir. While an iterative
 method runs it holds, after every epoch, everything needed to continue exactly (weights
 and mask, optimizer, scheduler, RNG states, the loader's generator, the seconds spent)
 under "progress"; once the method is done it holds the unlearned model and the
-evaluation so far. `--resume` continues from either.
+evaluation so far (written by `unlearning_run.py`). `--resume` continues from either.
+Resume, SIGTERM, the RTE and the NaN guard come with the loop to every method written on it.
 """
 
 import logging
-import os
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 import pruner
+from checkpoints import atomic_torch_save, load_checkpoint, state_dict_of
 from trainer import make_optimizer, make_scheduler, parse_milestones, train_epoch
-from utils import (
-    UserError,
-    atomic_torch_save,
-    device_synchronize,
-    load_checkpoint,
-    rng_state,
-    set_rng_state,
-    setup_seed,
-    state_dict_of,
-    unlearn_checkpoint_path,
-)
+from utils import rng_state, set_rng_state
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -74,7 +65,21 @@ class EpochCheckpoints:
         self.seconds_saving += time.perf_counter() - begin
 
 
-_checkpoints = None  # the EpochCheckpoints of the run in progress (set by unlearn_and_save)
+_checkpoints = None  # the EpochCheckpoints of the run in progress (set by epoch_checkpoints)
+
+
+@contextmanager
+def epoch_checkpoints(path, result, progress=None):
+    """Per-epoch checkpoints in `path` for the method run inside, continuing `progress` when given.
+
+    Yields the EpochCheckpoints, whose `seconds_before` and `seconds_saving` correct the RTE.
+    """
+    global _checkpoints
+    _checkpoints = EpochCheckpoints(path, result, progress)
+    try:
+        yield _checkpoints
+    finally:
+        _checkpoints = None
 
 
 @dataclass
@@ -175,7 +180,7 @@ def iterative_unlearn(
                 lr, stats["loss"], stats["acc"], stats["seconds"],
             )  # fmt: skip
         scheduler.step()
-        check_finite(model, args)  # stop at the first epoch that diverges; never checkpoint NaN
+        check_finite(model)  # stop at the first epoch that diverges; never checkpoint NaN
         if checkpoints:
             checkpoints.save(model, optimizer, scheduler, seeded, epoch + 1)
     return model
@@ -199,96 +204,16 @@ def rewind_to(model, path, device):
     pruner.load_weights_under_mask(model, state_dict_of(load_checkpoint(path, device, what="--rewind_pth checkpoint")))
 
 
-def check_finite(model, args):
-    """UserError naming the method and its strength when the weights are no longer finite."""
-    from . import ALPHA_METHODS, ITERATIVE_METHODS
+class NonFiniteWeights(Exception):
+    """The weights stopped being finite (the unlearning run names the method's settings to lower)."""
 
+    def __init__(self, tensor_name):
+        super().__init__(tensor_name)
+        self.tensor_name = tensor_name
+
+
+def check_finite(model):
+    """NonFiniteWeights naming the first tensor of `model` that holds a NaN or an infinity."""
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
-        settings = []
-        if args.unlearn in ALPHA_METHODS:
-            settings.append(f"--alpha {args.alpha:g}")
-        if args.unlearn in ITERATIVE_METHODS:
-            settings.append(f"--unlearn_lr {args.unlearn_lr:g}")
-        if not settings:  # raw changes nothing: the weights came that way
-            raise UserError(f"{args.unlearn}: the model holds non-finite weights ({bad[0]}); is the --mask checkpoint damaged?")
-        options = " or ".join(s.split()[0] for s in settings)
-        raise UserError(
-            f"{args.unlearn} with {' '.join(settings)} made the weights non-finite ({bad[0]}); "
-            f"rerun with a smaller {options}. No results were written."
-        )
-
-
-def run_unlearning(method, data_loaders, model, args, device):
-    """Run `method` seeded by --seed; returns its wall-clock seconds (the RTE, nothing else timed).
-
-    Checks afterwards that the weights are finite and the mask is the one it was given.
-    With per-epoch checkpoints, the seconds of the epochs before an interruption are
-    counted and the time spent writing checkpoints is not.
-    """
-    input_mask = pruner.current_mask(model)
-    setup_seed(args.seed)
-    device_synchronize(device)
-    start = time.perf_counter()
-    method(data_loaders, model, nn.CrossEntropyLoss(), args)
-    device_synchronize(device)
-    seconds = time.perf_counter() - start
-    if _checkpoints is not None:
-        seconds += _checkpoints.seconds_before - _checkpoints.seconds_saving
-    check_finite(model, args)
-    after = pruner.current_mask(model)
-    from . import PRUNING_METHODS
-
-    if args.unlearn in PRUNING_METHODS:  # it may prune more, never revive a pruned weight
-        changed = any(bool((after[k][input_mask[k] == 0] != 0).any()) for k in input_mask)
-    else:
-        changed = any(not torch.equal(input_mask[k], after[k]) for k in input_mask)
-    if changed:
-        raise RuntimeError(f"{args.unlearn} changed the mask: this is a bug, please report it")
-    return seconds
-
-
-def unlearn_and_save(method, data_loaders, model, args, device, save_dir, result, progress=None):
-    """`run_unlearning` with per-epoch checkpoints in save_dir, continuing `progress` when given.
-
-    Sets result["unlearn_seconds"] and saves the finished checkpoint (model + result).
-    """
-    global _checkpoints
-    _checkpoints = EpochCheckpoints(unlearn_checkpoint_path(save_dir, args.unlearn), result, progress)
-    try:
-        result["unlearn_seconds"] = run_unlearning(method, data_loaders, model, args, device)
-    finally:
-        _checkpoints = None
-    save_unlearn_checkpoint(model, result, save_dir, args.unlearn)
-    return result
-
-
-def save_unlearn_checkpoint(model, result, save_dir, method):
-    """`<method>checkpoint.pth.tar`: the unlearned model and its evaluation so far."""
-    atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": result}, unlearn_checkpoint_path(save_dir, method))
-
-
-def read_resume_point(model, save_dir, method, device):
-    """What `--resume` finds in `<method>checkpoint.pth.tar`: (result so far, progress or None).
-
-    A finished unlearning (result has "unlearn_seconds") is checked against `model` and
-    loaded into it (mask, then weights); an interrupted one returns its progress with the
-    weights in progress["state_dict"], which the iterative method loads (and checks) once
-    it has set the model up; no file gives ({}, None).
-    """
-    path = unlearn_checkpoint_path(save_dir, method)
-    if not os.path.isfile(path):
-        log.info("--resume: no %s, starting from the beginning", path)
-        return {}, None
-    saved = load_checkpoint(path, device)
-    state_dict = state_dict_of(saved)
-    result = dict(saved.get("evaluation_result") or {})
-    if "unlearn_seconds" in result:
-        pruner.load_pruned_model(model, state_dict)
-        log.info("--resume: %s holds the unlearned model; skipping unlearning", path)
-        return result, None
-    progress = saved.get("progress")
-    if progress is None:
-        pruner.check_state_dict_fits(model, state_dict)
-        return result, None
-    return result, {**progress, "state_dict": state_dict}
+        raise NonFiniteWeights(bad[0])

@@ -4,9 +4,12 @@ import pytest
 import torch
 
 import pruner
+from checkpoints import load_checkpoint, state_dict_of
 from models import create_model
 from tests.conftest import run_script
-from utils import load_checkpoint, setup_seed, state_dict_of
+from utils import setup_seed
+
+pytestmark = pytest.mark.slow  # trains trojaned models through main_backdoor.py
 
 DIGITS = ["--dataset", "digits", "--arch", "resnet20s", "--batch_size", "64"]
 

@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 import pruner
@@ -36,6 +37,7 @@ def test_amp_gives_nearly_the_same_training():
     assert (got_logits.argmax(1) == ref_logits.argmax(1)).float().mean() >= 0.9
 
 
+@pytest.mark.slow
 def test_compile_gives_the_same_outputs_and_state_dict_keys():
     torch.manual_seed(0)
     model = TinyNet()

@@ -10,10 +10,11 @@ import pruner
 import trainer
 import unlearn
 from dataset import TensorLoader
-from tests.test_methods_api import FORGET, RETAIN, method_args, pruned_tiny_net, run_method
+from paths import saliency_mask_path
 from tests.test_unlearn import tiny_data
+from tests.test_unlearn_api import FORGET, RETAIN, method_args, pruned_tiny_net, run_method
 from unlearn.boundary_shrink import FGSM_BOUND, nearest_wrong_labels
-from unlearn.SalUn import mask_path
+from unlearn.SCRUB import SCRUB_EPOCHS, SCRUB_LR
 
 
 def small_batches(data, forget_batch=4, retain_batch=8):
@@ -57,7 +58,7 @@ def test_salun_moves_only_the_salient_share_and_keeps_every_other_weight_bit_for
     args = method_args("SalUn", "--unlearn_epochs", "2", "--salun_ratio", "0.3", "--unlearn_lr", "0.1", "--save_dir", str(tmp_path))
     assert args.momentum > 0 and args.weight_decay > 0
     run_method("SalUn", small_batches(tiny_data(40)), args, model)
-    mask = torch.load(mask_path(tmp_path, 0.3), weights_only=True)
+    mask = torch.load(saliency_mask_path(tmp_path, 0.3), weights_only=True)
     buffers = dict(model.named_buffers())
     alive = {name: buffers.get(name.replace("_orig", "_mask"), torch.ones_like(p)).bool() for name, p in before.items()}
     live = sum(int(a.sum()) for a in alive.values())
@@ -140,11 +141,11 @@ def test_boundary_expanding_ends_with_the_models_own_keys_and_shapes():
 
 def test_scrub_takes_its_sources_rate_and_epochs_when_left_out():
     args = method_args("SCRUB")  # --unlearn_epochs 2 given, --unlearn_lr left out
-    assert (args.unlearn_lr, args.unlearn_epochs) == (unlearn.SCRUB_LR, 2)
+    assert (args.unlearn_lr, args.unlearn_epochs) == (SCRUB_LR, 2)
     import arg_parser
 
     bare = arg_parser.parse_args(["--unlearn", "SCRUB"])
-    assert (bare.unlearn_lr, bare.unlearn_epochs) == (unlearn.SCRUB_LR, unlearn.SCRUB_EPOCHS)
+    assert (bare.unlearn_lr, bare.unlearn_epochs) == (SCRUB_LR, SCRUB_EPOCHS)
 
 
 class Stop(Exception):
@@ -154,7 +155,8 @@ class Stop(Exception):
 @pytest.mark.parametrize("method", ["RL", "SalUn", "SCRUB", "boundary_shrink", "boundary_expanding"])
 def test_interrupted_after_an_epoch_checkpoint_each_resumes_to_the_same_end(method, tmp_path, monkeypatch):
     """Shuffled, augmented loaders; the teacher, frozen copy, saliency mask, label draws and extra class come back."""
-    import unlearn.impl as impl
+    import unlearn.loop as loop
+    import unlearning_run
     from dataset import Augment
 
     data = tiny_data(40)
@@ -167,22 +169,24 @@ def test_interrupted_after_an_epoch_checkpoint_each_resumes_to_the_same_end(meth
         }
         args.save_dir = str(save_dir)
         model = pruned_tiny_net()
-        unlearn.unlearn_and_save(unlearn.get_unlearn_method(method), loaders, model, args, torch.device("cpu"), save_dir, {}, progress)
+        unlearning_run.unlearn_and_save(
+            unlearn.get_unlearn_method(method), loaders, model, args, torch.device("cpu"), save_dir, {}, progress
+        )
         return model.state_dict()
 
     whole = run(tmp_path / "whole")
-    save = impl.EpochCheckpoints.save
+    save = loop.EpochCheckpoints.save
 
     def save_then_die(self, model, optimizer, scheduler, loaders, epochs_done):
         save(self, model, optimizer, scheduler, loaders, epochs_done)
         if epochs_done == 2:
             raise Stop
 
-    monkeypatch.setattr(impl.EpochCheckpoints, "save", save_then_die)
+    monkeypatch.setattr(loop.EpochCheckpoints, "save", save_then_die)
     with pytest.raises(Stop):
         run(tmp_path / "killed")
-    monkeypatch.setattr(impl.EpochCheckpoints, "save", save)
-    _, progress = unlearn.read_resume_point(pruned_tiny_net(), tmp_path / "killed", method, torch.device("cpu"))
+    monkeypatch.setattr(loop.EpochCheckpoints, "save", save)
+    _, progress = unlearning_run.read_resume_point(pruned_tiny_net(), tmp_path / "killed", method, torch.device("cpu"))
     assert progress["epoch"] == 2
     resumed = run(tmp_path / "killed", progress)
     assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)

@@ -44,9 +44,9 @@ def tiny_grid(path, methods=("GA", "FT"), seeds=(1, 2)):
 
 
 def readme_commands(script):
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    section = readme[readme.index("## The paper's commands") : readme.index("### Trojan model cleanse")]
+    with open(os.path.join(ROOT, "docs", "commands.md")) as f:
+        page = f.read()
+    section = page[page.index("## The paper's commands") : page.index("### Trojan model cleanse")]
     return [shlex.split(line)[2:] for line in section.splitlines() if line.startswith(f"python -u {script}")]
 
 
@@ -106,6 +106,7 @@ def started(output):
     return [line for line in output.splitlines() if line.startswith("[start]")]
 
 
+@pytest.mark.slow
 def test_a_killed_local_sweep_reruns_only_the_missing_tasks(tmp_path):
     grid = tiny_grid(tmp_path / "grid.json", methods=("GA",), seeds=(1, 2))
     out = tmp_path / "out"
@@ -149,6 +150,7 @@ def slurm(tmp_path_factory):
     cluster.stop()
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_through_slurm_job_arrays(slurm, tmp_path):
     grid = tiny_grid(tmp_path / "grid.json", methods=("retrain",), seeds=(1,))
     out = tmp_path / "out"
@@ -276,8 +278,7 @@ def test_summarize_adds_the_u_lira_column_when_its_results_are_there(tmp_path):
 
 
 def test_local_workers_get_their_own_gpu_and_a_share_of_the_threads(tmp_path, monkeypatch):
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import sweep
+    from workflow import sweep
 
     monkeypatch.setattr(sweep.os, "cpu_count", lambda: 8)
     show = "import os, time; time.sleep(0.5); print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['OMP_NUM_THREADS'])"
@@ -290,6 +291,7 @@ def test_local_workers_get_their_own_gpu_and_a_share_of_the_threads(tmp_path, mo
     assert all(line.split()[1] == "4" for line in printed)  # 8 cores / 2 workers
 
 
+@pytest.mark.slow
 def test_a_list_valued_option_makes_one_task_per_value_and_best_keeps_the_closest_to_retrain(tmp_path):
     grid = {
         "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 128},
@@ -354,10 +356,8 @@ def test_an_override_changes_a_methods_options_for_one_model_and_scenario(tmp_pa
 
 
 def test_a_finished_task_run_with_other_options_is_named_and_kept(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    from sweep import expand, load_grid
-
     import arg_parser
+    from workflow.sweep import expand, load_grid
 
     grid_file = tiny_grid(tmp_path / "grid.json", methods=("FT",), seeds=(1,))
     out = tmp_path / "out"

@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # trains and attacks shadow models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ULIRA = os.path.join(ROOT, "scripts", "ulira.py")

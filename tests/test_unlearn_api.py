@@ -26,8 +26,8 @@ SPLITS = (("retain", RETAIN), ("forget", FORGET), ("val", FORGET), ("test", FORG
 
 
 def method_args(method, *options):
+    """What arg_parser.parse_args() returns, as code built on the original calls the methods with (no other step)."""
     args = arg_parser.parse_args(["--unlearn", method, "--unlearn_epochs", "2", "--decreasing_lr", "1", "--iu_damping", "5", *options])
-    arg_parser.check_unlearn_args(args)
     args.num_classes, args.forget_class = 3, None
     return args
 
@@ -64,7 +64,7 @@ def run_method(method, loaders, args, model=None, seed=1):
 @pytest.mark.parametrize("method", list(unlearn.UNLEARN_METHODS))
 def test_every_method_gives_the_same_result_on_ordinary_dataloaders(method):
     data = tiny_data(N)
-    args = method_args(method, "--rate", "0.5", "--unlearn_lr", "0.05")
+    args = method_args(method, "--rate", "0.5", "--unlearn_lr", "0.05", "--epochs", "2")
     ours = run_method(method, tensor_loaders(data), args).state_dict()
     plain = run_method(method, plain_loaders(data), args).state_dict()
     assert ours.keys() == plain.keys()
@@ -89,6 +89,29 @@ def test_ft_l1_is_l1_sparse_under_the_original_name():
     args.unlearn = "FT_prune"
     l1_sparse = run_method("FT_prune", tensor_loaders(data), args).state_dict()
     assert all(torch.equal(ft_l1[k], l1_sparse[k]) for k in ft_l1)
+
+
+def test_retrain_pipeline_prunes_anew_from_the_retain_set_alone(tmp_path):
+    """Retrain (pipeline) is the pruning run on the retain set: the forget set's contents change nothing,
+    the retain set's do, and it ends at the pruning run's sparsity with a mask of its own."""
+
+    def loaders(data):  # validation on retain samples too: the forget set must reach nothing
+        return {name: TensorLoader(data, RETAIN if name != "forget" else FORGET, 8) for name in ("retain", "forget", "val", "test")}
+
+    data = tiny_data(N)
+    options = ("--epochs", "2", "--pruning_times", "2", "--rate", "0.5", "--prune_type", "lt", "--lr", "0.05")
+    args = method_args("retrain_pipeline", *options, "--save_dir", str(tmp_path / "a"))
+    first = run_method("retrain_pipeline", loaders(data), args, pruned_tiny_net(amount=0.8)).state_dict()
+    assert abs(pruner.sparsity(pruner.extract_mask(first)) - 50.0) < 1.0  # its own mask, not the 80% one it was handed
+    assert (tmp_path / "a" / "retrain_pipeline_run" / "1model_SA_best.pth.tar").is_file()  # main_imp.py's files
+    other_forget = tiny_data(N, seed=1)  # the same retain samples, other forget samples
+    other_forget.images[RETAIN], other_forget.labels[RETAIN] = data.images[RETAIN], data.labels[RETAIN]
+    args.save_dir = str(tmp_path / "b")
+    second = run_method("retrain_pipeline", loaders(other_forget), args, pruned_tiny_net(amount=0.8)).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    args.save_dir = str(tmp_path / "c")
+    other_retain = run_method("retrain_pipeline", loaders(tiny_data(N, seed=2)), args, pruned_tiny_net(amount=0.8)).state_dict()
+    assert any(not torch.equal(first[k], other_retain[k]) for k in first)
 
 
 def one_step_args(method, *options):

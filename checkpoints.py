@@ -1,0 +1,138 @@
+"""Files on disk, written and read safely: every write is atomic (a temporary file in the
+same folder, then a rename), and every checkpoint is read with `weights_only=True` (a
+checkpoint cannot run code) or refused in one line.
+"""
+
+import json
+import os
+import pickle
+import pickletools
+import tempfile
+import zipfile
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+import paths
+from utils import UserError
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _current_umask()  # read once, at import (os.umask can only be read by setting it)
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` only on success."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private; results are shared as any file the user writes
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_torch_save(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_save_json(obj, path):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, default=_json_default)
+            f.write("\n")
+
+
+def atomic_save_npy(array, path):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    return str(value)
+
+
+def save_checkpoint(state, is_SA_best, save_path, pruning, filename="checkpoint.pth.tar"):
+    """Write `<pruning>checkpoint.pth.tar`, and `<pruning>model_SA_best.pth.tar` when best."""
+    atomic_torch_save(state, paths.checkpoint_path(save_path, pruning, filename))
+    if is_SA_best:
+        atomic_torch_save(state, paths.best_checkpoint_path(save_path, pruning))
+
+
+# ---------------------------------------------------------------- safe loading
+
+
+def pickled_globals(path):
+    """The `module.name`s a checkpoint's pickle would import on loading, read without loading it.
+
+    None when the file is not a readable pickle (torch.save's zip or legacy format).
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                data = archive.read(member)
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+        names, strings = [], []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL":
+                names.append(arg.replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return names
+    except Exception:
+        return None
+
+
+def load_checkpoint(path, device="cpu", what="checkpoint"):
+    """Load a checkpoint with `weights_only=True`, or raise UserError in one line."""
+    if not path:
+        raise UserError(f"no {what} file given")
+    if not os.path.isfile(path):
+        raise UserError(f"{what} file not found: {path}")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        called = [name for name in pickled_globals(path) or [] if not name.startswith(("torch.", "collections.OrderedDict", "_codecs."))]
+        if called:  # a well-formed pickle that names a function or class to call on loading
+            raise UserError(
+                f"refusing to load {path}: it holds more than tensors and plain data (a pickled object that could run code: {called[0]})"
+            ) from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = next((line for line in lines if "Unsupported" in line), type(err).__name__)
+        raise UserError(f"cannot read {what} {path}: not a PyTorch checkpoint, or damaged ({detail})") from None
+    except Exception as err:  # a truncated, foreign or non-torch file fails in many ways
+        detail = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot read {what} {path}: not a PyTorch checkpoint, or damaged ({type(err).__name__}: {detail})") from None
+
+
+def state_dict_of(checkpoint):
+    """The model state dict of a checkpoint: a bare state dict or one under 'state_dict'."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        return checkpoint["state_dict"]
+    if isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return checkpoint
+    raise UserError("the file holds neither a state dict nor a dict with a 'state_dict' entry")

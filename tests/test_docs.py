@@ -1,0 +1,107 @@
+"""Every command in README.md and docs/*.md means something the project does.
+
+Each command line of a fenced code block is checked: an entry script's options parse with
+arg_parser (placeholders such as ${save_dir} filled in), a workflow or bench script exists
+and lists each option it is given in its --help, `make` names a Makefile target, and a
+file that `bash` runs or a grid a command names exists. Nothing in the docs points to a
+document outside the repository.
+"""
+
+import functools
+import glob
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+import arg_parser
+from tests.conftest import ROOT
+
+PAGES = [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
+ENTRY_SCRIPTS = ("main_imp.py", "main_synflow.py", "main_forget.py", "main_backdoor.py")
+# What a placeholder stands for, by the option it fills (anything else: a number, which every option takes).
+PLACEHOLDER_VALUES = {"--dataset": "cifar10", "--arch": "resnet18", "--unlearn": "FT", "--data": "./data"}
+
+
+def code_blocks(text):
+    return re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def commands(page):
+    """(page, line) for every command line in the page's code blocks, continuation lines joined."""
+    with open(page) as f:
+        blocks = code_blocks(f.read())
+    found = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words and words[0] in ("python", "make", "bash"):
+                found.append((os.path.relpath(page, ROOT), words))
+    return found
+
+
+ALL = [c for page in PAGES for c in commands(page)]
+
+
+def test_the_pages_hold_the_commands_a_user_copies():
+    scripts = {w[2] if w[1] == "-u" else w[1] for _, w in ALL if w[0] == "python"}
+    assert set(ENTRY_SCRIPTS) <= scripts and "scripts/sweep.py" in scripts and "scripts/summarize.py" in scripts
+    assert {"demo", "test"} <= {w[1] for _, w in ALL if w[0] == "make"}
+
+
+def filled(words):
+    out = []
+    for i, word in enumerate(words):
+        out.append(PLACEHOLDER_VALUES.get(words[i - 1], "1") if "$" in word else word)
+    return out
+
+
+@functools.cache
+def help_text(script):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, f"{script} --help: {result.stderr}"
+    return result.stdout
+
+
+@functools.cache
+def make_targets():
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        return set(re.findall(r"^([a-z][a-z-]*):", f.read(), flags=re.M))
+
+
+@pytest.mark.parametrize("page,words", ALL, ids=[f"{p}:{' '.join(w)[:60]}" for p, w in ALL])
+def test_every_command_on_every_page_runs_as_written(page, words):
+    if words[0] == "make":
+        assert words[1] in make_targets(), f"{page}: make {words[1]}: no such target"
+        return
+    if words[0] == "bash":
+        assert os.path.isfile(os.path.join(ROOT, words[1])), f"{page}: {words[1]} not found"
+        return
+    args = words[2:] if words[1] == "-u" else words[1:]
+    script, options = args[0], args[1:]
+    assert os.path.isfile(os.path.join(ROOT, script)), f"{page}: {script} not found"
+    if script in ENTRY_SCRIPTS:
+        arg_parser.parse_args(filled(options))  # exits (fails the test) on an unknown option or a bad value
+        return
+    text = help_text(script)
+    for previous, word in zip(["", *options], options):
+        if previous == "--sbatch":  # the value is sbatch's own options
+            continue
+        if word.startswith("--"):
+            assert word.split("=")[0] in text, f"{page}: {script} has no option {word}"
+        elif word.startswith("scripts/grids/"):
+            assert os.path.isfile(os.path.join(ROOT, word)), f"{page}: {word} not found"
+
+
+def test_no_page_or_module_points_to_a_document_outside_the_repository():
+    offenders = []
+    for path in PAGES + glob.glob(os.path.join(ROOT, "**", "*.py"), recursive=True):
+        if os.sep + ".venv" in path or path == __file__:
+            continue
+        with open(path) as f:
+            if re.search(r"SPEC\.md|SPEC section|\.\./shared", f.read()):
+                offenders.append(os.path.relpath(path, ROOT))
+    assert offenders == [], offenders

@@ -1,0 +1,38 @@
+"""workflow/summarize.py on numbers made here: what --best chooses and when it says the search was too narrow."""
+
+from workflow.summarize import at_the_edge, keep_best
+
+
+def entry(gap, **options):
+    return {"avg_gap": gap, "options": options, "n": 1, "sparsity": 0.0}
+
+
+def test_a_best_setting_at_the_end_of_the_range_is_called_out_and_one_inside_is_not():
+    assert at_the_edge({"alpha": 1e-5}, [{"alpha": a} for a in (1e-9, 1e-7, 1e-5)]) == ["alpha (1e-05 is the largest of 1e-09..1e-05)"]
+    assert at_the_edge({"alpha": 1e-9}, [{"alpha": a} for a in (1e-9, 1e-7, 1e-5)]) == ["alpha (1e-09 is the smallest of 1e-09..1e-05)"]
+    assert at_the_edge({"alpha": 1e-7}, [{"alpha": a} for a in (1e-9, 1e-7, 1e-5)]) == []
+    # two options varied: only the one at its edge is named
+    tried = [{"unlearn_lr": lr, "alpha": a} for lr in (0.01, 0.1) for a in (1e-4, 1e-3, 1e-2)]
+    assert at_the_edge({"unlearn_lr": 0.1, "alpha": 1e-3}, tried) == ["unlearn_lr (0.1 is the largest of 0.01..0.1)"]
+
+
+def test_best_keeps_the_smallest_gap_and_its_note_says_when_it_sits_at_the_edge():
+    table = {
+        ("class-wise", "dense", "retrain", ""): entry(0.0),
+        ("class-wise", "dense", "wfisher", "alpha=0.1"): entry(5.0, alpha=0.1),
+        ("class-wise", "dense", "wfisher", "alpha=0.3"): entry(2.0, alpha=0.3),
+        ("class-wise", "dense", "wfisher", "alpha=1"): entry(3.0, alpha=1),
+        ("class-wise", "dense", "GA", "unlearn_lr=0.001"): entry(4.0, unlearn_lr=0.001),
+        ("class-wise", "dense", "GA", "unlearn_lr=0.01"): entry(1.0, unlearn_lr=0.01),
+    }
+    kept, notes, overrides = keep_best(table)
+    assert set(kept) == {
+        ("class-wise", "dense", "retrain", ""),
+        ("class-wise", "dense", "wfisher", "alpha=0.3"),
+        ("class-wise", "dense", "GA", "unlearn_lr=0.01"),
+    }
+    iu = next(n for n in notes if n.startswith("IU"))
+    ga = next(n for n in notes if n.startswith("GA"))
+    assert "selected alpha=0.3 (Avg. Gap 2.00) over alpha=1 (3.00), alpha=0.1 (5.00)" in iu and "EDGE" not in iu
+    assert "AT THE EDGE of the range searched for unlearn_lr (0.01 is the largest of 0.001..0.01): widen the search" in ga
+    assert {"model": "dense", "scenario": "class-wise", "method": "wfisher", "options": {"alpha": 0.3}} in overrides

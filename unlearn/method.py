@@ -1,0 +1,63 @@
+"""What a method file declares about its method: one record, read by the registry,
+`arg_parser.py` (choices, help, defaults), the unlearning run and `workflow/summarize.py`.
+
+A method is `run(data_loaders, model, criterion, args)`, as in the original code: it
+changes `model` in place and returns it. Its record says what else there is to know.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option that belongs to one or more methods (not to training or data).
+
+    `check(value)` returns None when the value is acceptable, else the one-line error.
+    """
+
+    name: str  # the attribute on args (argparse dest)
+    default: Any
+    help: str
+    type: type = float
+    flag: str | None = None  # the command-line spelling when it is not --<name>
+    choices: tuple | None = None
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def spelling(self):
+        return self.flag or f"--{self.name}"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One unlearning method and its facts, written once."""
+
+    name: str  # --unlearn's value
+    run: Callable
+    paper_name: str  # the name tables print (the paper's, or the source's)
+    help: str  # one line for --help and the docs
+    iterative: bool  # epochs of SGD: --unlearn_lr, --unlearn_epochs, per-epoch checkpoints, --rewind_epoch
+    from_scratch: bool = False  # starts from the initialisation --train_seed gives (under the mask), not the checkpoint's weights
+    prunes: bool = False  # prunes during unlearning (its mask may lose weights, never gain them)
+    keeps_mask: bool = True  # False: it makes a mask of its own (Retrain (pipeline) prunes anew)
+    alpha: float | None = None  # reads --alpha, with this default when the command line leaves it out (None: does not read it)
+    defaults: dict = field(default_factory=dict)  # shared options (--unlearn_lr, ...) set to these values when left out
+    options: tuple[Option, ...] = ()  # the method's own options
+
+    @property
+    def kind(self):
+        if self.prunes or not self.keeps_mask:
+            return "prunes"
+        if self.from_scratch:
+            return "from scratch"
+        return "iterative" if self.iterative else "one-shot"
+
+    def resolved_defaults(self):
+        """{option: value} the method gives the shared options the command line leaves out."""
+        return {**({"alpha": self.alpha} if self.alpha is not None else {}), **self.defaults}
+
+    def strength_options(self):
+        """The options that set how hard the method pushes: what to lower when it diverges."""
+        return (["alpha"] if self.alpha is not None else []) + (["unlearn_lr"] if self.iterative else [])

@@ -1,0 +1,319 @@
+"""The unlearning run, as a library: the forget set, the loaders, the model under its mask,
+one method, the evaluation and the result files.
+
+`main_forget.py` is its command line (`forget(args)`); `main_backdoor.py` unlearns a poison
+with the same pieces (`unlearn_model`, `method_loaders`, `write_results`). A run keeps
+`<method>checkpoint.pth.tar` in --save_dir: per-epoch progress while an iterative method
+runs (unlearn/loop.py), then the unlearned model and its evaluation so far; `--resume`
+continues from either and skips every finished stage. File names: `paths.py`.
+"""
+
+import logging
+import os
+import time
+
+import torch
+from torch import nn
+
+import evaluation
+import pruner
+import unlearn
+from checkpoints import atomic_save_json, atomic_save_npy, atomic_torch_save, load_checkpoint, state_dict_of
+from dataset import TensorLoader, load_dataset, select_forget_set, unlearning_positions
+from paths import eval_json_path, eval_result_path, forget_indexes_path, unlearn_checkpoint_path, unlearning_outputs
+from trainer import build_model
+from unlearn.loop import NonFiniteWeights, check_finite, epoch_checkpoints
+from unlearn.SalUn import load_saliency_mask
+from utils import UserError, device_synchronize, get_device, open_save_dir, setup_seed, versions
+
+log = logging.getLogger("unlearn_sparse")
+
+# ---------------------------------------------------------------- checks against the --mask checkpoint
+
+DATA_OPTIONS = ("dataset", "train_per_class", "test_per_class", "train_positions")
+
+
+def check_same_data(checkpoint, args):
+    """UserError when the --mask checkpoint records a dataset or size caps other than this run's."""
+    saved = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    if not isinstance(saved, dict):
+        return  # a checkpoint of the original code, or one without its arguments
+    for option in DATA_OPTIONS:
+        then, now = saved.get(option), getattr(args, option)
+        if option in saved and then != now:
+            show = {None: "all"}
+            raise UserError(
+                f"--mask {args.mask} was trained with --{option} {show.get(then, then)} (this run: {show.get(now, now)}); "
+                "pass the data options of the run that made it"
+            )
+
+
+def check_fits_model(model, state_dict, option, path, args):
+    """UserError naming `option` when its checkpoint was made for another --arch or dataset."""
+    try:
+        pruner.check_state_dict_fits(model, state_dict)
+    except UserError as err:
+        raise UserError(f"{option} {path} (--arch {args.arch}, --dataset {args.dataset}): {err}") from None
+
+
+# ---------------------------------------------------------------- loaders
+
+
+def method_loaders(train, retain, forget, val_loader, test_loader, args, augment):
+    """The loaders a method sees: retain and forget shuffled (seeded by --seed) with the training augmentation."""
+    bs = args.batch_size
+    return {
+        "retain": TensorLoader(train, retain, bs, shuffle=True, augment=augment, seed=args.seed),
+        "forget": TensorLoader(train, forget, bs, shuffle=True, augment=augment, seed=args.seed),
+        "val": val_loader,
+        "test": test_loader,
+    }
+
+
+def build_loaders(splits, positions, args, device):
+    """Loaders the methods train on (shuffled, augmented) and the evaluation loaders."""
+    train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
+    bs = args.batch_size
+    val_loader, test_loader = TensorLoader(val, positions["val"], bs), TensorLoader(test, positions["test"], bs)
+    for_method = method_loaders(train, positions["retain"], positions["forget"], val_loader, test_loader, args, splits.augment)
+    for_evaluation = {
+        "retain": TensorLoader(train, positions["retain"], bs),
+        "forget": TensorLoader(train, positions["forget"], bs),
+        "val": val_loader,
+        "test": test_loader,
+    }
+    return for_method, for_evaluation
+
+
+# ---------------------------------------------------------------- running a method
+
+
+def prepare_model(model, state_dict, method):
+    """Put the checkpoint's mask on `model`, and its weights unless `method` retrains.
+
+    `model` is freshly initialised; the methods that start from scratch keep that
+    initialisation (with the mask).
+    """
+    pruner.check_state_dict_fits(model, state_dict)
+    if unlearn.METHODS[method].from_scratch:
+        mask = pruner.extract_mask(state_dict)
+        if mask:
+            pruner.apply_mask(model, mask)
+    else:
+        pruner.load_pruned_model(model, state_dict)
+
+
+def non_finite_error(record, args, tensor_name):
+    """The one line for a method whose weights stopped being finite: which setting to lower."""
+    settings = [f"--{name} {getattr(args, name):g}" for name in record.strength_options()]
+    if not settings:  # raw changes nothing: the weights came that way
+        return UserError(f"{record.name}: the model holds non-finite weights ({tensor_name}); is the --mask checkpoint damaged?")
+    options = " or ".join(s.split()[0] for s in settings)
+    return UserError(
+        f"{record.name} with {' '.join(settings)} made the weights non-finite ({tensor_name}); "
+        f"rerun with a smaller {options}. No results were written."
+    )
+
+
+def run_unlearning(method, data_loaders, model, args, device, checkpoints=None):
+    """Run `method` seeded by --seed; returns its wall-clock seconds (the RTE, nothing else timed).
+
+    Checks afterwards that the weights are finite and the mask is the one it was given.
+    With per-epoch `checkpoints`, the seconds of the epochs before an interruption are
+    counted and the time spent writing checkpoints is not.
+    """
+    record = unlearn.METHODS[args.unlearn]
+    input_mask = pruner.current_mask(model)
+    setup_seed(args.seed)
+    device_synchronize(device)
+    start = time.perf_counter()
+    try:
+        method(data_loaders, model, nn.CrossEntropyLoss(), args)
+        device_synchronize(device)
+        seconds = time.perf_counter() - start
+        if checkpoints is not None:
+            seconds += checkpoints.seconds_before - checkpoints.seconds_saving
+        check_finite(model)
+    except NonFiniteWeights as bad:
+        raise non_finite_error(record, args, bad.tensor_name) from None
+    if not record.keeps_mask:
+        return seconds
+    after = pruner.current_mask(model)
+    if record.prunes:  # it may prune more, never revive a pruned weight
+        changed = any(bool((after[k][input_mask[k] == 0] != 0).any()) for k in input_mask)
+    else:
+        changed = any(not torch.equal(input_mask[k], after[k]) for k in input_mask)
+    if changed:
+        raise RuntimeError(f"{args.unlearn} changed the mask: this is a bug, please report it")
+    return seconds
+
+
+def unlearn_and_save(method, data_loaders, model, args, device, save_dir, result, progress=None):
+    """`run_unlearning` with per-epoch checkpoints in save_dir, continuing `progress` when given.
+
+    Sets result["unlearn_seconds"] and saves the finished checkpoint (model + result).
+    """
+    with epoch_checkpoints(unlearn_checkpoint_path(save_dir, args.unlearn), result, progress) as checkpoints:
+        result["unlearn_seconds"] = run_unlearning(method, data_loaders, model, args, device, checkpoints)
+    save_unlearn_checkpoint(model, result, save_dir, args.unlearn)
+    return result
+
+
+def unlearn_model(model, mask_state, loaders, args, device, result, progress):
+    """Set `model` up from the --mask checkpoint's state dict and run --unlearn on it, saving as it goes."""
+    prepare_model(model, mask_state, args.unlearn)
+    log.info("%s from %s (conv sparsity %.2f%%)", args.unlearn, args.mask, pruner.sparsity(model))
+    unlearn_and_save(unlearn.get_unlearn_method(args.unlearn), loaders, model, args, device, args.save_dir, result, progress)
+    log.info("%s took %.1f s", args.unlearn, result["unlearn_seconds"])
+
+
+def save_unlearn_checkpoint(model, result, save_dir, method):
+    """`<method>checkpoint.pth.tar`: the unlearned model and its evaluation so far."""
+    atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": result}, unlearn_checkpoint_path(save_dir, method))
+
+
+def read_resume_point(model, save_dir, method, device):
+    """What `--resume` finds in `<method>checkpoint.pth.tar`: (result so far, progress or None).
+
+    A finished unlearning (result has "unlearn_seconds") is checked against `model` and
+    loaded into it (mask, then weights); an interrupted one returns its progress with the
+    weights in progress["state_dict"], which the iterative method loads (and checks) once
+    it has set the model up; no file gives ({}, None).
+    """
+    path = unlearn_checkpoint_path(save_dir, method)
+    if not os.path.isfile(path):
+        log.info("--resume: no %s, starting from the beginning", path)
+        return {}, None
+    saved = load_checkpoint(path, device)
+    state_dict = state_dict_of(saved)
+    result = dict(saved.get("evaluation_result") or {})
+    if "unlearn_seconds" in result:
+        pruner.load_pruned_model(model, state_dict)
+        log.info("--resume: %s holds the unlearned model; skipping unlearning", path)
+        return result, None
+    progress = saved.get("progress")
+    if progress is None:
+        pruner.check_state_dict_fits(model, state_dict)
+        return result, None
+    return result, {**progress, "state_dict": state_dict}
+
+
+# ---------------------------------------------------------------- results
+
+
+def complete_stages(result, stages, save):
+    """Compute each named stage missing from `result`, calling `save()` after each one.
+
+    Returns True when anything was computed (a finished run resumed computes nothing).
+    """
+    computed = False
+    for name, stage in stages.items():
+        if name not in result:
+            result[name] = stage()
+            computed = True
+            save()
+    return computed
+
+
+def write_results(result, readable, model, args, units):
+    """`<method>eval_result.pth.tar` (the original's file) and the readable `<method>eval_result.json`.
+
+    `readable` holds what is particular to the run; the method, sparsity, mask, arguments
+    and versions are added here.
+    """
+    atomic_torch_save(result, eval_result_path(args.save_dir, args.unlearn))
+    record = {
+        "method": args.unlearn,
+        **readable,
+        "sparsity": pruner.sparsity(model),
+        "mask": os.path.abspath(args.mask),
+        "args": vars(args),
+        "versions": versions(),
+        "units": units,
+    }
+    atomic_save_json(record, eval_json_path(args.save_dir, args.unlearn))
+
+
+def results_written(computed, args):
+    """Whether the result files need (re)writing: something was computed, or the JSON is missing."""
+    return computed or not os.path.isfile(eval_json_path(args.save_dir, args.unlearn))
+
+
+def scenario(forget, args):
+    """class-wise (a whole class), random (--class_to_replace -1), class-subset, or indexes."""
+    if forget.whole_class is not None:
+        return "class-wise"
+    if args.indexes_to_replace is not None:
+        return "indexes"
+    return "random" if args.class_to_replace == -1 else "class-subset"
+
+
+# ---------------------------------------------------------------- main_forget.py
+
+
+def forget(args):
+    """Unlearn and evaluate as main_forget.py does, its options already checked (arg_parser.check_unlearn_args)."""
+    record = unlearn.METHODS[args.unlearn]
+    # Every check first: the mask file, the data, the forget set, the mask's fit.
+    device = get_device(args.gpu)
+    mask_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")
+    check_same_data(mask_checkpoint, args)
+    mask_state = state_dict_of(mask_checkpoint)
+    rewinding = args.rewind_epoch and args.rewind_pth and record.iterative
+    rewind_state = state_dict_of(load_checkpoint(args.rewind_pth, "cpu", what="--rewind_pth checkpoint")) if rewinding else None
+    splits = load_dataset(args)
+    labels = splits.train.labels.numpy()
+    forget_set = select_forget_set(labels, args.class_to_replace, args.num_indexes_to_replace, args.indexes_to_replace, args.seed)
+    args.num_classes, args.forget_class = splits.num_classes, forget_set.whole_class
+    # As the original: the model is built right after seeding with --train_seed, so the
+    # retrain methods start from that initialisation (the mask run's own when the seeds agree).
+    setup_seed(args.train_seed)
+    model = build_model(args, splits, device)
+    check_fits_model(model, mask_state, "--mask", args.mask, args)
+    if rewind_state is not None:
+        check_fits_model(model, rewind_state, "--rewind_pth", args.rewind_pth, args)
+    if args.mask_path and args.unlearn == "SalUn":
+        load_saliency_mask(args.mask_path, model)
+    result, progress = read_resume_point(model, args.save_dir, args.unlearn, device) if args.resume else ({}, None)
+    open_save_dir(args.save_dir, unlearning_outputs(args.unlearn), resume=args.resume)
+    if args.rewind_pth and not rewinding:
+        log.warning("--rewind_pth is read only by the iterative methods with --rewind_epoch k > 0: ignored")
+    if args.mask_path and args.unlearn != "SalUn":
+        log.warning("--mask_path is SalUn's saliency mask: ignored by %s", args.unlearn)
+
+    atomic_save_npy(forget_set.positions, forget_indexes_path(args.save_dir))
+    positions = unlearning_positions(splits, forget_set)
+    kind = scenario(forget_set, args)
+    log.info("forget %d, retain %d training images (%s)", len(positions["forget"]), len(positions["retain"]), kind)
+    for_method, for_evaluation = build_loaders(splits, positions, args, device)
+    if "unlearn_seconds" not in result:
+        unlearn_model(model, mask_state, for_method, args, device, result, progress)
+
+    retain, forget_eval, test = for_evaluation["retain"], for_evaluation["forget"], for_evaluation["test"]
+    stages = {
+        "accuracy": lambda: evaluation.split_accuracies(model, for_evaluation),
+        "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(model, retain, forget_eval, test),
+        "SVC_MIA_training_privacy": lambda: evaluation.mia_training_privacy(model, retain, test),
+    }
+    computed = complete_stages(result, stages, lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
+    if results_written(computed, args):
+        readable = {
+            **evaluation.paper_metrics(result),
+            "accuracy": result["accuracy"],
+            "SVC_MIA_forget_efficacy": result["SVC_MIA_forget_efficacy"],
+            "SVC_MIA_training_privacy": result["SVC_MIA_training_privacy"],
+            "unlearn_seconds": result["unlearn_seconds"],
+            "forget_set_size": int(len(forget_set.positions)),
+            "forget_class": forget_set.whole_class,
+            "scenario": kind,
+            "device": str(device),
+        }
+        units = {"UA, RA, TA, MIA-Efficacy": "percent", "RTE": "minutes", "sparsity": "percent of conv weights"}
+        write_results(result, readable, model, args, units)
+    else:
+        log.info("--resume: evaluation already complete; results unchanged")
+    m = evaluation.paper_metrics(result)
+    print(
+        f"{args.unlearn}: UA {m['UA']:.2f}  MIA-Efficacy {m['MIA-Efficacy']:.2f}  RA {m['RA']:.2f}  TA {m['TA']:.2f}  "
+        f"RTE {m['RTE']:.3f} min  (sparsity {pruner.sparsity(model):.2f}%)"
+    )

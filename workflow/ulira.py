@@ -1,0 +1,270 @@
+"""U-LiRA: per-example membership inference against unlearning (Hayes et al., 2024).
+
+    python scripts/ulira.py GRID --out RUN [--models K] [--target_share S] [--jobs N]
+                            [--backend slurm --sbatch "..."] [--attack_only]
+
+GRID is an ordinary sweep grid (scripts/grids/, format in docs/sweeps.md) naming the data,
+the training recipe (its one mask), the models (dense and / or sparse) and the methods to
+evaluate; its scenarios and seeds are left aside, the forget sets are U-LiRA's:
+
+1. plan    K shadow halves of the training split (seeded random halves) and a target pool
+           (a seeded random share S of the training split); shadow model k trains on its
+           half and forgets the targets in it (about the share S of its half).
+           Written to RUN/plan/ (positions files) and RUN/grid.json.
+2. run     scripts/sweep.py over RUN/grid.json: K trainings (with the grid's mask recipe,
+           --train_positions = the half) and K unlearnings per model and method, locally
+           with --jobs or as Slurm arrays; resumable as every sweep.
+3. attack  every unlearned model's logit-scaled confidence of each target's true label;
+           evaluation/ulira.py's attack per model and method, each model in turn the
+           target and the others the references. RUN/ulira/<model>/<method>.json (and .npz,
+           the statistics), and RUN/ulira/summary.md: U-LiRA beside the paper's metrics of
+           the same shadow unlearnings, and how the estimate moves with fewer models.
+
+`raw` among the methods gives the model that was never unlearned (the attack should find
+its forget sets); Retrain is the exact reference (0.5 is what it should score).
+"""
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+import arg_parser
+import paths
+from checkpoints import atomic_path, atomic_save_json
+from evaluation.ulira import MIN_MODELS, MIN_OBSERVATIONS
+from utils import UserError, run_cli
+from workflow.summarize import METRICS, NAMES, held_out_attack_accuracy
+from workflow.sweep import ROOT, load_grid, options_list
+
+PLAN_SEED = 0  # the halves and the target pool: the same for every method and model
+SPREAD_DRAWS = 20  # random subsets of the models per size, for the spread with fewer models
+
+
+def training_size(grid):
+    """Images in the (capped) training split the grid's options give."""
+    from dataset import load_dataset
+
+    return len(load_dataset(arg_parser.parse_args(options_list(grid.get("common", {})))).train)
+
+
+def draw_plan(n_train, models, target_share, seed=PLAN_SEED):
+    """(halves, targets): K sorted halves of range(n_train), and the sorted target pool."""
+    rng = np.random.RandomState(seed)
+    targets = np.sort(rng.choice(n_train, size=max(2, int(round(target_share * n_train))), replace=False))
+    halves = [np.sort(rng.permutation(n_train)[: n_train // 2]) for _ in range(models)]
+    return halves, targets
+
+
+def shadow_grid(grid, out, halves, targets):
+    """The sweep grid of the K shadow models: one mask per half, each model per half, the
+    forget set of half k = its targets, as positions within the half."""
+    if len(grid["masks"]) != 1:
+        raise UserError(f"{len(grid['masks'])} masks in the grid: U-LiRA trains one recipe K times, give one mask")
+    ((mask_name, mask),) = grid["masks"].items()
+    os.makedirs(os.path.dirname(paths.ulira_plan_file(out, "half", 0)), exist_ok=True)
+    shadow = {k: v for k, v in grid.items() if k not in ("masks", "models", "scenarios", "seeds", "overrides")}
+    shadow.update(masks={}, models={}, scenarios={"shadow": {}}, seeds=[1], overrides=[])
+    for k, half in enumerate(halves):
+        half_file, forget_file = paths.ulira_plan_file(out, "half", k), paths.ulira_plan_file(out, "forget", k)
+        np.savetxt(half_file, half, fmt="%d")
+        np.savetxt(forget_file, np.flatnonzero(np.isin(half, targets)), fmt="%d")  # positions within the half
+        options = {**mask.get("options", {}), "train_positions": half_file, "seed": k + 1}
+        shadow["masks"][f"{mask_name}_{k}"] = {**copy.deepcopy(mask), "options": options}
+        for model_name, model in grid["models"].items():
+            name = f"{model_name} {k}"
+            shadow["models"][name] = {**model, "mask": f"{mask_name}_{k}"}
+            shadow["overrides"].append({"model": name, "options": {"train_positions": half_file, "indexes_to_replace": forget_file}})
+    return shadow
+
+
+def statistics(result_file, splits, targets, device):
+    """The unlearned model's logit-scaled confidence on every target of the full training split."""
+    from checkpoints import load_checkpoint, state_dict_of
+    from dataset import TensorLoader
+    from evaluation.ulira import logit_confidence
+    from paths import unlearn_checkpoint_path
+    from pruner import load_pruned_model
+    from trainer import build_model, predict
+
+    with open(result_file) as f:
+        saved = json.load(f)["args"]
+    args = argparse.Namespace(**{**saved, "train_positions": None, "compile": False})
+    model = build_model(args, splits, device)
+    load_pruned_model(model, state_dict_of(load_checkpoint(unlearn_checkpoint_path(args.save_dir, args.unlearn), device)))
+    with torch.no_grad():
+        logits, labels = predict(model, TensorLoader(splits.train.to(device), targets, batch_size=512))
+    return logit_confidence(logits.cpu(), labels.cpu())
+
+
+def shadow_result(out, model_name, method, k):
+    """The eval JSON of shadow model k's unlearning by `method` (a clear error when it is missing)."""
+    result = paths.eval_json_path(paths.ulira_shadow_dir(out, model_name, k, method), method)
+    if not os.path.isfile(result):
+        raise UserError(f"{result}: missing; run the sweep to the end first (the same command without --attack_only)")
+    return result
+
+
+def population_view(result_files):
+    """{metric: (mean, std)} over the shadow models of the paper's metrics and the held-out SVC attack."""
+    values = {m: [] for m in (*METRICS, "MIA attack acc.")}
+    for path in result_files:
+        with open(path) as f:
+            result = json.load(f)
+        for m in METRICS:
+            values[m].append(float(result[m]))
+        attack_acc = held_out_attack_accuracy(result)
+        values["MIA attack acc."].append(attack_acc if attack_acc is not None else float("nan"))
+    return {m: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0) for m, v in values.items()}
+
+
+def attack(grid, out, halves, targets, device, spread_sizes=()):
+    """RUN/ulira/<model>/<method>.json (and .npz: the statistics) for every model and method
+    of the grid, and RUN/ulira/summary.md, the table of them all."""
+    from dataset import load_dataset
+    from evaluation.ulira import spread_over_models, ulira
+
+    splits = load_dataset(arg_parser.parse_args(options_list(grid.get("common", {}))))  # every position, loaded once
+    member = np.stack([np.isin(targets, half) for half in halves])  # K x T: trained on the target
+    sizes = [k for k in spread_sizes if MIN_MODELS <= k < len(halves)]
+    reports = []
+    for model_name in grid["models"]:
+        for method in grid["methods"]:
+            results = [shadow_result(out, model_name, method, k) for k in range(len(halves))]
+            stats = np.stack([statistics(r, splits, targets, device) for r in results])
+            report = ulira(stats, forgotten=member, unseen=~member)
+            spread = spread_over_models(stats, member, ~member, sizes, draws=SPREAD_DRAWS)
+            report.update(
+                model=model_name,
+                method=method,
+                targets=int(len(targets)),
+                forget_set_size=int(member.sum(1).mean()),
+                population=population_view(results),
+                by_models={str(k): {"mean": m, "std": sd, "draws": SPREAD_DRAWS} for k, (m, sd) in spread.items()},
+            )
+            path = paths.ulira_report(out, model_name, method)
+            with atomic_path(paths.ulira_report(out, model_name, method, ".npz")) as tmp, open(tmp, "wb") as f:
+                np.savez(f, stats=stats, forgotten=member, targets=targets)
+            atomic_save_json(report, path)
+            reports.append(report)
+            print(f"{method} {model_name}: U-LiRA balanced accuracy {report['balanced_accuracy']:.3f} "
+                  f"(TPR {report['tpr_at_1%_fpr']:.3f} at 1% FPR; {len(halves)} models)", flush=True)  # fmt: skip
+    table = summary_table(reports, sizes)
+    with atomic_path(paths.ulira_summary(out)) as tmp, open(tmp, "w") as f:
+        f.write(table)
+    print(table)
+
+
+def summary_table(reports, sizes):
+    """Markdown: per model and method, U-LiRA beside the population view; then its spread with fewer models."""
+    header = ["method", "model", "U-LiRA acc.", "TPR at 1% FPR", "UA", "RA", "TA", "MIA-Efficacy", "MIA attack acc."]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in reports:
+        pop = r["population"]
+        cells = [NAMES.get(r["method"], r["method"]), r["model"]]
+        cells.append(f"{100 * r['balanced_accuracy']:.1f}±{100 * r['balanced_accuracy_se']:.1f}")
+        cells.append(f"{100 * r['tpr_at_1%_fpr']:.1f}")
+        cells += [f"{pop[m][0]:.1f}±{pop[m][1]:.1f}" for m in ("UA", "RA", "TA", "MIA-Efficacy", "MIA attack acc.")]
+        lines.append("| " + " | ".join(cells) + " |")
+    k = reports[0]["reference_models"] if reports else 0
+    lines += [
+        "",
+        f"U-LiRA acc.: balanced accuracy (percent) of telling a forgotten target from one never seen, pooled over the {k} "
+        "models each in turn the target, ± its standard error (bootstrap over the target examples); 50 = indistinguishable, "
+        "as after Retrain. It measures privacy only: a method that damages the model can score near 50 (read RA and TA "
+        "beside it). TPR at 1% FPR: the share of forgotten targets found when 1% of never-seen ones are flagged. The other columns: "
+        "the paper's metrics and the held-out accuracy of the population attack behind MIA-Efficacy, mean ± std over the "
+        f"same {k} shadow unlearnings (each forgets about {reports[0]['forget_set_size'] if reports else 0} random targets).",
+    ]
+    if sizes:
+        header = ["method", "model", *(f"{s} models" for s in sizes), f"{k} models"]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in reports:
+            cells = [NAMES.get(r["method"], r["method"]), r["model"]]
+            cells += [f"{100 * r['by_models'][str(s)]['mean']:.1f}±{100 * r['by_models'][str(s)]['std']:.1f}" for s in sizes]
+            cells.append(f"{100 * r['balanced_accuracy']:.1f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"U-LiRA acc. on random subsets of the models (mean ± std over {SPREAD_DRAWS} draws): how the estimate's spread "
+            "shrinks with more models (subsets of one pool overlap, so the spread near K understates a fresh run's).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="scripts/ulira.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--models", type=int, default=16, help="K, the shadow models (default 16)")
+    parser.add_argument(
+        "--target_share",
+        type=float,
+        default=0.2,
+        help="the target pool's share of the training split; each model forgets the targets in its half, about the same "
+        "share of its half (default 0.2)",
+    )
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--backend", choices=("local", "slurm"), default="local")
+    parser.add_argument("--sbatch", default="")
+    parser.add_argument("--attack_only", action="store_true", help="skip the sweep: attack the models a finished sweep left")
+    parser.add_argument(
+        "--spread",
+        default="6,8,12",
+        help="also attack random subsets of this many models (those below K), to show how the estimate's spread shrinks with K",
+    )
+    parser.add_argument("--gpu", type=int, default=0)
+    args = parser.parse_args()
+    if args.models < MIN_MODELS:
+        raise UserError(
+            f"--models {args.models}: the attack needs at least {MIN_MODELS} (each model in turn the target, and at least "
+            f"{MIN_OBSERVATIONS} others that forgot and {MIN_OBSERVATIONS} that never saw each example)"
+        )
+    if not 0 < args.target_share <= 1:
+        raise UserError(f"--target_share {args.target_share}: must be in (0, 1]")
+    try:
+        spread_sizes = [int(k) for k in args.spread.split(",") if k.strip()]
+    except ValueError:
+        raise UserError(f"--spread {args.spread!r}: give model counts separated by commas, e.g. 4,8,12") from None
+    grid = load_grid(args.grid)
+    out = os.path.abspath(args.out)
+    halves, targets = draw_plan(training_size(grid), args.models, args.target_share)
+    shadow = shadow_grid(grid, out, halves, targets)
+    grid_file = paths.ulira_grid(out)
+    atomic_save_json(shadow, grid_file)
+    if not args.attack_only:
+        cmd = [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "sweep.py"),
+            grid_file,
+            "--out",
+            out,
+            "--jobs",
+            str(args.jobs),
+            "--backend",
+            args.backend,
+        ]
+        if args.sbatch:
+            cmd += ["--sbatch", args.sbatch]
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            raise UserError("the sweep of the shadow models did not finish; run the same command again to resume it")
+        if args.backend == "slurm":
+            again = f"python scripts/ulira.py {args.grid} --out {args.out} --models {args.models} --attack_only"
+            print(f"submitted; when the arrays are done: {again}")
+            return
+    from utils import get_device
+
+    attack(grid, out, halves, targets, get_device(args.gpu), spread_sizes)
+
+
+def cli():
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
