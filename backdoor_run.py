@@ -51,14 +51,14 @@ def poison(splits, args):
     return ImageSet(images, labels), positions, triggered, others
 
 
-def trojaned_model(args, run, splits, mask_state):
+def trojaned_model(args, run, splits, original_state):
     """The --mask model (mask first, then weights), or train and prune on the poisoned set and save it there.
 
     The model saved is the last epoch of the last state, as the original's OMP (not the
     best-validation checkpoint that main_imp.py hands to main_forget.py).
     """
-    if mask_state is not None:
-        pruner.load_pruned_model(run.model, mask_state)
+    if original_state is not None:
+        pruner.load_pruned_model(run.model, original_state)
         log.info("loaded the trojaned model from %s (conv sparsity %.2f%%)", args.mask, pruner.sparsity(run.model))
         return
     # OMP: train, prune once, rewind, retrain (a single dense state when --rate is 0).
@@ -75,11 +75,11 @@ def trojaned_model(args, run, splits, mask_state):
 def cleanse(args):
     """Poison, train and prune (or load --mask), unlearn the poison, measure the attack: main_backdoor.py, its options checked."""
     # Every check first: the --mask file and its fit, the data, the poison count.
-    mask_state = None
+    original_state = None
     if os.path.isfile(args.mask):
-        mask_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")
-        check_same_data(mask_checkpoint, args)
-        mask_state = state_dict_of(mask_checkpoint)
+        original_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")
+        check_same_data(original_checkpoint, args)
+        original_state = state_dict_of(original_checkpoint)
     splits = load_dataset(args)
     poisoned, positions, triggered, others = poison(splits, args)
     args.num_classes, args.forget_class = splits.num_classes, None
@@ -87,14 +87,14 @@ def cleanse(args):
     args.prune_type = "rewind_lt" if args.rewind_epoch > 0 else "lt"
     run, _ = setup_run(args, splits=splits, train_set=poisoned)
     model, device = run.model, run.device
-    if mask_state is not None:
-        check_fits_model(model, mask_state, "--mask", args.mask, args)
+    if original_state is not None:
+        check_fits_model(model, original_state, "--mask", args.mask, args)
     result, progress = read_resume_point(model, args.save_dir, args.unlearn, device) if args.resume else ({}, None)
-    finished = unlearning_outputs(args.unlearn) + (PRUNING_RUN_OUTPUTS if mask_state is None else ())
+    finished = unlearning_outputs(args.unlearn) + (PRUNING_RUN_OUTPUTS if original_state is None else ())
     open_save_dir(args.save_dir, finished, resume=args.resume)
 
     if "test_acc" not in result:
-        trojaned_model(args, run, splits, mask_state)
+        trojaned_model(args, run, splits, original_state)
     retain = sorted(set(range(len(poisoned))) - set(positions.tolist()))
     loaders = method_loaders(poisoned.to(device), retain, positions, run.val_loader, run.test_loader, args, splits.augment)
     bs = args.batch_size
@@ -114,13 +114,13 @@ def cleanse(args):
             "before unlearning: clean test accuracy %.2f%%, attack accuracy %.2f%% (the other classes' images: %.2f%%)",
             result["test_acc"], result["attack_acc"], result["attack_success_rate"],
         )  # fmt: skip
-        mask_state = {k: v.clone() for k, v in model.state_dict().items()}
+        original_state = {k: v.clone() for k, v in model.state_dict().items()}
     if "unlearn_seconds" not in result:
-        if mask_state is None:  # resumed without --mask's file being there: the trojaned model is gone
+        if original_state is None:  # resumed without --mask's file being there: the trojaned model is gone
             raise UserError(f"--resume: {args.mask} is missing; it holds the trojaned model the unlearning started from")
         setup_seed(args.train_seed)  # the retrain methods start from the initialisation --train_seed gives, with the mask
         model = build_model(args, splits, device)
-        unlearn_model(model, mask_state, loaders, args, device, result, progress)
+        unlearn_model(model, original_state, loaders, args, device, result, progress)
 
     computed = complete_stages(result, attack("_unlearn"), lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
     if results_written(computed, args):

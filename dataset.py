@@ -170,10 +170,11 @@ def in_order(loader, batch_size=None, limit=None):
     )
 
 
-def with_batch_size(loader, batch_size):
-    """The same samples, shuffling and augmentation in batches of `batch_size` (a loader of its own)."""
+def with_batch_size(loader, batch_size, augment=True):
+    """The same samples and shuffling in batches of `batch_size` (a loader of its own), with the
+    loader's augmentation or, `augment=False`, none (an ordinary DataLoader keeps its dataset's transforms)."""
     if isinstance(loader, TensorLoader):
-        return TensorLoader(loader.data, loader.indices, batch_size, loader.shuffle, loader.augment, loader.seed)
+        return TensorLoader(loader.data, loader.indices, batch_size, loader.shuffle, loader.augment if augment else None, loader.seed)
     from torch.utils.data import DataLoader, RandomSampler
 
     shuffle = isinstance(loader.sampler, RandomSampler)

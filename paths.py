@@ -141,7 +141,12 @@ def ulira_dir(out):
 
 
 def ulira_report(out, model, method, ext=".json"):
-    return os.path.join(ulira_dir(out), slug(model), f"{method}{ext}")
+    return ulira_file(ulira_dir(out), model, method, ext)
+
+
+def ulira_file(folder, model, method, ext=".json"):
+    """<ulira folder>/<model>/<method>.json (the report) or .npz (the statistics it was computed from)."""
+    return os.path.join(folder, slug(model), f"{method}{ext}")
 
 
 def ulira_summary(out):

@@ -155,13 +155,15 @@ def unlearn_and_save(method, data_loaders, model, args, device, save_dir, result
     """
     with epoch_checkpoints(unlearn_checkpoint_path(save_dir, args.unlearn), result, progress) as checkpoints:
         result["unlearn_seconds"] = run_unlearning(method, data_loaders, model, args, device, checkpoints)
+    if getattr(args, "saliency_mask_seconds", None) is not None:  # SalUn: the part of the RTE its source times apart
+        result["saliency_mask_seconds"] = args.saliency_mask_seconds
     save_unlearn_checkpoint(model, result, save_dir, args.unlearn)
     return result
 
 
-def unlearn_model(model, mask_state, loaders, args, device, result, progress):
+def unlearn_model(model, original_state, loaders, args, device, result, progress):
     """Set `model` up from the --mask checkpoint's state dict and run --unlearn on it, saving as it goes."""
-    prepare_model(model, mask_state, args.unlearn)
+    prepare_model(model, original_state, args.unlearn)
     log.info("%s from %s (conv sparsity %.2f%%)", args.unlearn, args.mask, pruner.sparsity(model))
     unlearn_and_save(unlearn.get_unlearn_method(args.unlearn), loaders, model, args, device, args.save_dir, result, progress)
     log.info("%s took %.1f s", args.unlearn, result["unlearn_seconds"])
@@ -256,9 +258,9 @@ def forget(args):
     record = unlearn.METHODS[args.unlearn]
     # Every check first: the mask file, the data, the forget set, the mask's fit.
     device = get_device(args.gpu)
-    mask_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")
-    check_same_data(mask_checkpoint, args)
-    mask_state = state_dict_of(mask_checkpoint)
+    original_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")
+    check_same_data(original_checkpoint, args)
+    original_state = state_dict_of(original_checkpoint)
     rewinding = args.rewind_epoch and args.rewind_pth and record.iterative
     rewind_state = state_dict_of(load_checkpoint(args.rewind_pth, "cpu", what="--rewind_pth checkpoint")) if rewinding else None
     splits = load_dataset(args)
@@ -269,7 +271,7 @@ def forget(args):
     # retrain methods start from that initialisation (the mask run's own when the seeds agree).
     setup_seed(args.train_seed)
     model = build_model(args, splits, device)
-    check_fits_model(model, mask_state, "--mask", args.mask, args)
+    check_fits_model(model, original_state, "--mask", args.mask, args)
     if rewind_state is not None:
         check_fits_model(model, rewind_state, "--rewind_pth", args.rewind_pth, args)
     if args.mask_path and args.unlearn == "SalUn":
@@ -287,7 +289,7 @@ def forget(args):
     log.info("forget %d, retain %d training images (%s)", len(positions["forget"]), len(positions["retain"]), kind)
     for_method, for_evaluation = build_loaders(splits, positions, args, device)
     if "unlearn_seconds" not in result:
-        unlearn_model(model, mask_state, for_method, args, device, result, progress)
+        unlearn_model(model, original_state, for_method, args, device, result, progress)
 
     retain, forget_eval, test = for_evaluation["retain"], for_evaluation["forget"], for_evaluation["test"]
     stages = {
@@ -303,6 +305,7 @@ def forget(args):
             "SVC_MIA_forget_efficacy": result["SVC_MIA_forget_efficacy"],
             "SVC_MIA_training_privacy": result["SVC_MIA_training_privacy"],
             "unlearn_seconds": result["unlearn_seconds"],
+            **({"saliency_mask_seconds": result["saliency_mask_seconds"]} if "saliency_mask_seconds" in result else {}),
             "forget_set_size": int(len(forget_set.positions)),
             "forget_class": forget_set.whole_class,
             "scenario": kind,

@@ -84,11 +84,43 @@ def tpr_at_fpr(scores, positive, fpr):
 
 def ulira(stats, forgotten, unseen, targets=None, fixed_variance=True, bootstrap=100, seed=0):
     """The attack over every target model: balanced accuracy (log LR > 0 says "forgotten"),
-    TPR at 1% and 0.1% FPR, and the counts each figure rests on.
+    AUC, TPR at 1% and 0.1% FPR, and the counts each figure rests on.
 
-    Its standard error: the std of the balanced accuracy over `bootstrap` resamples of the
-    examples (with replacement; each resample reruns the whole attack), the uncertainty that
-    a finite target pool leaves; 0 resamples skip it."""
+    Uncertainty from `bootstrap` resamples of the examples (with replacement; each resample
+    reruns the whole attack), what a finite target pool leaves: the balanced accuracy's
+    standard error and a 95% percentile interval on TPR at 1% FPR; 0 resamples skip both.
+    TPR at a false-positive rate rests on floor(rate x negatives) false positives
+    (`false_positives_at_1%`, `..._at_0.1%`): with a few hundred negatives, "0.1%" is zero."""
+    scores, positive, per_model = _pooled_scores(stats, forgotten, unseen, targets, fixed_variance)
+    stats, forgotten, unseen = np.asarray(stats, float), np.asarray(forgotten, bool), np.asarray(unseen, bool)
+    resampled, tprs = [], []
+    for columns in _resamples(stats.shape[1], bootstrap, seed):
+        try:
+            again = ulira(stats[:, columns], forgotten[:, columns], unseen[:, columns], targets, fixed_variance, bootstrap=0)
+        except ValueError:  # a resample without usable examples
+            continue
+        resampled.append(again["balanced_accuracy"])
+        tprs.append(again["tpr_at_1%_fpr"])
+    negatives = int((~positive).sum())
+    return {
+        "balanced_accuracy": balanced_accuracy(scores, positive),
+        "balanced_accuracy_se": float(np.std(resampled, ddof=1)) if len(resampled) > 1 else float("nan"),
+        "balanced_accuracy_std_over_target_models": float(np.std(per_model, ddof=1)) if len(per_model) > 1 else 0.0,
+        "auc": auc(scores, positive),
+        "tpr_at_1%_fpr": tpr_at_fpr(scores, positive, 0.01),
+        "tpr_at_1%_fpr_interval": [float(np.percentile(tprs, 2.5)), float(np.percentile(tprs, 97.5))] if len(tprs) > 1 else None,
+        "tpr_at_0.1%_fpr": tpr_at_fpr(scores, positive, 0.001),
+        "false_positives_at_1%": int(math.floor(0.01 * negatives)),
+        "false_positives_at_0.1%": int(math.floor(0.001 * negatives)),
+        "reference_models": int(len(stats)),
+        "target_models": len(per_model),
+        "forgotten_scored": int(positive.sum()),
+        "unseen_scored": negatives,
+    }
+
+
+def _pooled_scores(stats, forgotten, unseen, targets=None, fixed_variance=True):
+    """(scores, is_forgotten, per-model balanced accuracies) pooled over the target models."""
     stats, forgotten, unseen = np.asarray(stats, float), np.asarray(forgotten, bool), np.asarray(unseen, bool)
     if not (stats.shape == forgotten.shape == unseen.shape) or stats.ndim != 2:
         raise ValueError(
@@ -106,27 +138,41 @@ def ulira(stats, forgotten, unseen, targets=None, fixed_variance=True, bootstrap
             per_model.append(balanced_accuracy(scores, positive))
     if not all_scores:
         raise ValueError("no target model has both forgotten and never-seen examples with enough reference observations")
-    scores, positive = np.concatenate(all_scores), np.concatenate(all_positive)
+    return np.concatenate(all_scores), np.concatenate(all_positive), per_model
+
+
+def _resamples(n, count, seed):
     rng = np.random.RandomState(seed)
-    resampled = []
-    for _ in range(bootstrap):
-        columns = rng.randint(0, stats.shape[1], stats.shape[1])
+    return [rng.randint(0, n, n) for _ in range(count)]
+
+
+def auc(scores, positive):
+    """The area under the ROC curve of the log likelihood ratio (ties count half)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(positive, scores))
+
+
+def paired_difference(stats_a, stats_b, forgotten, unseen, bootstrap=500, seed=0, fixed_variance=True):
+    """Balanced accuracy of B minus A, for two rows that share targets and shadow halves (the same
+    `forgotten` / `unseen`), with a 95% paired-bootstrap interval: each resample draws the same
+    examples for both rows, so what the rows share cancels."""
+    stats_a, stats_b = np.asarray(stats_a, float), np.asarray(stats_b, float)
+    forgotten, unseen = np.asarray(forgotten, bool), np.asarray(unseen, bool)
+
+    def accuracy(stats, columns=slice(None)):
+        return ulira(stats[:, columns], forgotten[:, columns], unseen[:, columns], fixed_variance=fixed_variance, bootstrap=0)[
+            "balanced_accuracy"
+        ]
+
+    differences = []
+    for columns in _resamples(stats_a.shape[1], bootstrap, seed):
         try:
-            again = ulira(stats[:, columns], forgotten[:, columns], unseen[:, columns], targets, fixed_variance, bootstrap=0)
-            resampled.append(again["balanced_accuracy"])
-        except ValueError:  # a resample without usable examples
+            differences.append(accuracy(stats_b, columns) - accuracy(stats_a, columns))
+        except ValueError:
             continue
-    return {
-        "balanced_accuracy": balanced_accuracy(scores, positive),
-        "balanced_accuracy_se": float(np.std(resampled, ddof=1)) if len(resampled) > 1 else float("nan"),
-        "balanced_accuracy_std_over_target_models": float(np.std(per_model, ddof=1)) if len(per_model) > 1 else 0.0,
-        "tpr_at_1%_fpr": tpr_at_fpr(scores, positive, 0.01),
-        "tpr_at_0.1%_fpr": tpr_at_fpr(scores, positive, 0.001),
-        "reference_models": int(len(stats)),
-        "target_models": len(per_model),
-        "forgotten_scored": int(positive.sum()),
-        "unseen_scored": int((~positive).sum()),
-    }
+    interval = [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))] if len(differences) > 1 else None
+    return {"difference": accuracy(stats_b) - accuracy(stats_a), "interval": interval, "resamples": len(differences)}
 
 
 def balanced_accuracy(scores, positive):

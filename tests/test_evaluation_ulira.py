@@ -92,3 +92,38 @@ def test_the_standard_error_matches_the_spread_of_fresh_target_pools():
     fresh = [ulira(*synthetic(1.0, models=16, examples=60, seed=s), bootstrap=0)["balanced_accuracy"] for s in range(40)]
     se = [ulira(*synthetic(1.0, models=16, examples=60, seed=100 + s), bootstrap=50)["balanced_accuracy_se"] for s in range(8)]
     assert 0.6 < np.mean(se) / np.std(fresh, ddof=1) < 1.6, (np.mean(se), np.std(fresh, ddof=1))
+
+
+def test_auc_matches_the_analytic_value_of_two_known_gaussians():
+    # Per-example Gaussians with unit variance shifted by d: the log LR ranks like the statistic, AUC = Phi(d / sqrt 2).
+    for shift in (0.5, 1.5):
+        result = ulira(*synthetic(shift), bootstrap=0)
+        assert result["auc"] == pytest.approx(normal_cdf(shift / math.sqrt(2)), abs=0.02)
+    assert ulira(*synthetic(0.0), bootstrap=0)["auc"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_tpr_at_1_percent_gets_a_bootstrap_interval_and_the_false_positives_it_rests_on():
+    stats, forgotten, unseen = synthetic(1.0, models=16, examples=60)
+    result = ulira(stats, forgotten, unseen, bootstrap=60)
+    low, high = result["tpr_at_1%_fpr_interval"]
+    assert low <= result["tpr_at_1%_fpr"] <= high and high - low > 0
+    assert result["false_positives_at_1%"] == result["unseen_scored"] // 100
+    assert result["false_positives_at_0.1%"] == result["unseen_scored"] // 1000
+
+
+def test_a_paired_difference_cancels_what_two_rows_share():
+    from evaluation.ulira import paired_difference
+
+    stats, forgotten, unseen = synthetic(1.0, models=16, examples=60, seed=3)
+    same = paired_difference(stats, stats, forgotten, unseen, bootstrap=50)
+    assert same["difference"] == 0 and same["interval"] == [0.0, 0.0]
+    # The second row forgets worse (a larger shift) on the same targets and halves: the paired interval sees it,
+    # and it is narrower than the two rows' separate standard errors would make it.
+    rng = np.random.default_rng(9)
+    worse = stats + 1.0 * forgotten + 0.1 * rng.normal(size=stats.shape)
+    paired = paired_difference(stats, worse, forgotten, unseen, bootstrap=100)
+    a, b = ulira(stats, forgotten, unseen, bootstrap=100), ulira(worse, forgotten, unseen, bootstrap=100)
+    assert paired["difference"] == pytest.approx(b["balanced_accuracy"] - a["balanced_accuracy"])
+    assert paired["interval"][0] > 0
+    unpaired_half_width = 1.96 * math.hypot(a["balanced_accuracy_se"], b["balanced_accuracy_se"])
+    assert (paired["interval"][1] - paired["interval"][0]) / 2 < unpaired_half_width

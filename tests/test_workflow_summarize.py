@@ -36,3 +36,28 @@ def test_best_keeps_the_smallest_gap_and_its_note_says_when_it_sits_at_the_edge(
     assert "selected alpha=0.3 (Avg. Gap 2.00) over alpha=1 (3.00), alpha=0.1 (5.00)" in iu and "EDGE" not in iu
     assert "AT THE EDGE of the range searched for unlearn_lr (0.01 is the largest of 0.001..0.01): widen the search" in ga
     assert {"model": "dense", "scenario": "class-wise", "method": "wfisher", "options": {"alpha": 0.3}} in overrides
+
+
+def test_ulira_rows_that_share_targets_are_compared_with_a_paired_interval(tmp_path):
+    import numpy as np
+
+    from evaluation.ulira import paired_difference
+    from workflow.summarize import ulira_paired
+
+    rng = np.random.default_rng(0)
+    member = rng.uniform(size=(8, 50)).argsort(axis=0) < 4  # every target in half the models
+    centre = rng.normal(0, 2, size=50)
+    rows = {
+        ("dense", "retrain"): centre + rng.normal(size=member.shape),
+        ("dense", "raw"): centre + 2.0 * member + rng.normal(size=member.shape),
+        ("95% sparse", "retrain"): centre + rng.normal(size=member.shape),
+        ("95% sparse", "raw"): centre + 2.0 * member + rng.normal(size=member.shape),
+    }
+    for (model, method), stats in rows.items():
+        (tmp_path / model.replace("% ", "_")).mkdir(exist_ok=True)
+        np.savez(tmp_path / model.replace("% ", "_") / f"{method}.npz", stats=stats, forgotten=member, targets=np.arange(50))
+    text = ulira_paired(str(tmp_path), {key: {} for key in rows}, resamples=100)
+    line = next(row for row in text.splitlines() if row.startswith("| Original − Retrain, dense |"))
+    expected = paired_difference(rows["dense", "retrain"], rows["dense", "raw"], member, ~member, bootstrap=100)
+    assert f"| {100 * expected['difference']:+.1f} |" in line and line.endswith("| higher |")
+    assert any(row.startswith("| Original: 95% sparse − dense |") for row in text.splitlines())

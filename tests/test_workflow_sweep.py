@@ -409,3 +409,49 @@ def test_train_seeds_make_one_original_model_each_and_every_method_unlearns_from
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     bad = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--dry-run"])
     assert bad.returncode == 2 and "train_seeds must be a non-empty list of integers" in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_study_over_independent_original_models_on_digits_is_summarised_with_paired_intervals(tmp_path):
+    """train_seeds on real runs: results grouped by original model, the noise floor, the seed-insensitive
+    method found, and the paired difference and p-value equal to scipy's on the same result files."""
+    from scipy import stats as scipy_stats
+
+    grid = json.loads(tiny_grid(tmp_path / "grid.json", methods=("FT",), seeds=(1, 2)).read_text())
+    grid["train_seeds"] = [1, 2, 3]
+    grid["methods"] = {
+        "retrain": {"unlearn_epochs": 1, "unlearn_lr": 0.1},
+        "FT": {"unlearn_epochs": 1, "unlearn_lr": 0.01},
+        "wfisher": {"iu_damping": 20, "alpha": 1.0},
+    }
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    out = tmp_path / "out"
+    result = run([SWEEP, tmp_path / "grid.json", "--out", out, "--jobs", "2"], timeout=1800)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = run([SUMMARIZE, out])
+    assert summary.returncode == 0, summary.stderr
+    assert "### Across original models (3 independently trained dense / sparse pairs)" in summary.stdout
+
+    def metrics(model, method, train_seed, seed):
+        path = out / "unlearn" / model / f"train_seed{train_seed}" / "class-wise" / method / f"seed{seed}" / f"{method}eval_result.json"
+        result = json.loads(path.read_text())
+        assert result["args"]["train_seed"] == train_seed
+        return [result[m] for m in ("UA", "MIA-Efficacy", "RA", "TA")]
+
+    def gap(model, method, t):
+        runs = [metrics(model, method, t, s) for s in (1, 2)]
+        retrain = [metrics(model, "retrain", t, s) for s in (1, 2)]
+        mean = [sum(v) / 2 for v in zip(*runs)]
+        reference = [sum(v) / 2 for v in zip(*retrain)]
+        return sum(abs(a - b) for a, b in zip(mean, reference)) / 4
+
+    dense, sparse = [gap("dense", "FT", t) for t in (1, 2, 3)], [gap("50_sparse", "FT", t) for t in (1, 2, 3)]
+    diffs = [b - a for a, b in zip(dense, sparse)]
+    line = next(row for row in summary.stdout.splitlines() if row.startswith("| FT: 50% sparse − dense"))
+    assert f"{sum(diffs) / 3:+.2f} (n=3)" in line
+    assert f"| {scipy_stats.ttest_rel(sparse, dense).pvalue:.3f} |" in line
+    floor = [sum(abs(a - b) for a, b in zip(metrics("dense", "retrain", t, 1), metrics("dense", "retrain", t, 2))) / 4 for t in (1, 2, 3)]
+    floor_row = next(row for row in summary.stdout.splitlines() if row.startswith("| Retrain vs Retrain (noise floor)"))
+    assert floor_row.split(" | ")[1].startswith(f"{sum(floor) / 3:.2f}")
+    iu = next(row for row in summary.stdout.splitlines() if row.startswith("| IU |"))
+    assert "\\*" in iu  # IU does not depend on the unlearning seed under class-wise forgetting

@@ -3,11 +3,20 @@
 The unlearned model (the student) starts as the loaded model, which stays frozen as the
 teacher (eval mode). Each epoch, first, for the first --msteps epochs only, one pass over
 the forget set (batches of --forget_batch_size) maximising KL(teacher || student) at
-temperature --kd_T; then one pass over the retain set minimising
+temperature --kd_T; then one pass over the retain set (batches of --batch_size) minimising
 --scrub_gamma * CE + --scrub_alpha * KL(teacher || student). KL is SCRUB's DistillKL:
 sum over the batch of KL(softmax(t / T) || softmax(s / T)) * T^2 / batch size. One SGD
-optimizer serves both passes. Left out, --unlearn_lr and --unlearn_epochs take SCRUB's
-large-scale CIFAR setting (5e-4, 3 epochs), as do the options below.
+optimizer serves both passes; the student trains in train mode.
+
+As SCRUB's code ran it (meghdadk/SCRUB, large_scale_unlearning.ipynb, which the SCRUB
+paper's large-scale CIFAR results come from): cell 28 builds the forget loader with batch
+size 512 and the retain loader with 256 (this project's --batch_size default), both from
+data made with `augment=False` (no training augmentation: SCRUB sees both sets as the test
+transform does); cell 32 sets gamma 0.99, alpha 0.001, msteps 2, kd_T 4, 3 epochs at lr
+5e-4 (its decay epochs 3, 5, 9 are never reached), momentum 0.9, weight decay 5e-4 (the
+`sgda_batch_size = 128` and `del_batch_size = 32` set there build no loader SCRUB uses);
+cell 36 runs the max pass before the min pass within an epoch. Left out, --unlearn_lr,
+--unlearn_epochs and the options below take those values.
 """
 
 import math
@@ -46,8 +55,13 @@ def SCRUB(data_loaders, model, criterion, args):
     def minimise(logits, images, labels):
         return args.scrub_gamma * F.cross_entropy(logits, labels) + args.scrub_alpha * kl_to_teacher(logits, images)
 
-    loaders = {**data_loaders, "forget (max)": with_batch_size(data_loaders["forget"], args.forget_batch_size)}
-    max_pass, min_pass = Pass("forget (max)", loss_fn=maximise), Pass("retain", loss_fn=minimise)
+    # As SCRUB's notebook: its own batch sizes, no training augmentation.
+    loaders = {
+        **data_loaders,
+        "forget (max)": with_batch_size(data_loaders["forget"], args.forget_batch_size, augment=False),
+        "retain (min)": with_batch_size(data_loaders["retain"], args.batch_size, augment=False),
+    }
+    max_pass, min_pass = Pass("forget (max)", loss_fn=maximise), Pass("retain (min)", loss_fn=minimise)
 
     def passes(epoch):
         return [max_pass, min_pass] if epoch < args.msteps else [min_pass]
@@ -84,8 +98,8 @@ METHOD = Method(
         Option("scrub_alpha", 0.001, "SCRUB: weight of the retain set's KL to the teacher", check=non_negative("--scrub_alpha")),
         Option(
             "forget_batch_size",
-            32,
-            "SCRUB: batch size of the pass over the forget set",
+            512,
+            "SCRUB: batch size of the pass over the forget set (SCRUB's notebook: 512; the retain set's is --batch_size, 256 there)",
             type=int,
             check=lambda v: None if v >= 1 else f"--forget_batch_size {v}: must be at least 1",
         ),

@@ -14,6 +14,7 @@ request 33: weight decay otherwise moved them). On a pruned model the pruned wei
 zero, as with every method.
 """
 
+import time
 from functools import partial
 
 import torch
@@ -30,7 +31,7 @@ from .RL import random_label_training
 DEFAULT_RATIO = 0.5
 
 
-def mask_name(parameter_name):
+def saliency_key(parameter_name):
     """SalUn's key for a parameter: a pruned layer's `weight_orig` is its `weight`."""
     return parameter_name.removesuffix("_orig")
 
@@ -41,7 +42,7 @@ def saliency_mask(model, forget_loader, ratio):
     On a pruned model the ratio counts the surviving weights; a pruned one is never salient.
     """
     model.eval()
-    named = [(mask_name(name), p) for name, p in model.named_parameters()]
+    named = [(saliency_key(name), p) for name, p in model.named_parameters()]
     device = named[0][1].device
     total = [torch.zeros_like(p) for _, p in named]
     for images, labels in forget_loader:
@@ -57,34 +58,34 @@ def saliency_mask(model, forget_loader, ratio):
     return {name: part.view_as(p) for (name, p), part in zip(named, keep.split([p.numel() for _, p in named]))}
 
 
-def check_saliency_mask(model, mask, path):
-    """UserError unless `mask` has a 0/1 tensor of the right shape for every parameter of `model`."""
-    if not isinstance(mask, dict) or not all(isinstance(v, torch.Tensor) for v in mask.values()):
+def check_saliency_mask(model, saliency, path):
+    """UserError unless `saliency` has a 0/1 tensor of the right shape for every parameter of `model`."""
+    if not isinstance(saliency, dict) or not all(isinstance(v, torch.Tensor) for v in saliency.values()):
         raise UserError(
             f"--mask_path {path}: not a saliency mask (a dict of parameter name -> 0/1 tensor, as SalUn's generate_mask.py writes)"
         )
-    expected = {mask_name(name): tuple(p.shape) for name, p in model.named_parameters()}
-    missing, extra = sorted(set(expected) - set(mask)), sorted(set(mask) - set(expected))
-    wrong = [k for k in expected if k in mask and tuple(mask[k].shape) != expected[k]]
+    expected = {saliency_key(name): tuple(p.shape) for name, p in model.named_parameters()}
+    missing, extra = sorted(set(expected) - set(saliency)), sorted(set(saliency) - set(expected))
+    wrong = [k for k in expected if k in saliency and tuple(saliency[k].shape) != expected[k]]
     if missing or extra or wrong:
         detail = (
             f"missing {missing[:3]}"
             if missing
             else f"unknown {extra[:3]}"
             if extra
-            else f"{wrong[0]} has shape {tuple(mask[wrong[0]].shape)}"
+            else f"{wrong[0]} has shape {tuple(saliency[wrong[0]].shape)}"
         )
         raise UserError(
             f"--mask_path {path}: the saliency mask does not fit this model ({detail}); was it made for another --arch or dataset?"
         )
-    if any(bool(((v != 0) & (v != 1)).any()) for v in mask.values()):
+    if any(bool(((v != 0) & (v != 1)).any()) for v in saliency.values()):
         raise UserError(f"--mask_path {path}: a saliency mask holds only 0 and 1")
 
 
 def load_saliency_mask(path, model):
-    mask = load_checkpoint(path, "cpu", what="--mask_path saliency mask")
-    check_saliency_mask(model, mask, path)
-    return mask
+    saliency = load_checkpoint(path, "cpu", what="--mask_path saliency mask")
+    check_saliency_mask(model, saliency, path)
+    return saliency
 
 
 class FrozenOutsideMask(torch.optim.SGD):
@@ -111,13 +112,16 @@ class FrozenOutsideMask(torch.optim.SGD):
 
 def SalUn(data_loaders, model, criterion, args):
     ratio = args.salun_ratio
+    start = time.perf_counter()
     if args.mask_path:
-        mask = load_saliency_mask(args.mask_path, model)
+        saliency = load_saliency_mask(args.mask_path, model)
     else:
-        mask = saliency_mask(model, in_order(data_loaders["forget"]), ratio)
+        saliency = saliency_mask(model, in_order(data_loaders["forget"]), ratio)
         if getattr(args, "save_dir", None):  # a method called from code may have nowhere to write
-            atomic_torch_save({k: v.cpu() for k, v in mask.items()}, saliency_mask_path(args.save_dir, ratio))
-    keep = {p: mask[mask_name(name)] for name, p in model.named_parameters()}
+            atomic_torch_save({k: v.cpu() for k, v in saliency.items()}, saliency_mask_path(args.save_dir, ratio))
+    # SalUn's code makes the mask in a script of its own: its time is reported beside the RTE (which includes it).
+    args.saliency_mask_seconds = time.perf_counter() - start
+    keep = {p: saliency[saliency_key(name)] for name, p in model.named_parameters()}
     frozen_outside = partial(FrozenOutsideMask, keep=keep)
     return random_label_training(data_loaders, model, args, "SalUn", optimizer_class=frozen_outside)
 

@@ -99,6 +99,7 @@ def read_results(run_dir):
                 "model": labels.get("model") or model_label(result),
                 "sparsity": float(result.get("sparsity") or 0.0),
                 "seed": (result.get("args") or {}).get("seed", labels.get("seed")),
+                "train_seed": labels.get("train_seed"),
                 **values,
             }
         )
@@ -237,6 +238,56 @@ def read_ulira(folder):
     return reports
 
 
+def ulira_paired(folder, ulira, resamples=500):
+    """Markdown: U-LiRA differences between rows that share targets and shadow halves, each with a
+    95% paired-bootstrap interval over the targets (evaluation/ulira.py): every method against
+    Retrain on the same model, and the sparser model against the denser for each method."""
+    import numpy as np
+
+    from evaluation.ulira import paired_difference
+
+    arrays = {}
+    for model, method in ulira:
+        try:
+            with np.load(paths.ulira_file(folder, model, method, ".npz")) as saved:
+                arrays[model, method] = (saved["stats"], saved["forgotten"])
+        except (OSError, KeyError, ValueError):
+            continue
+    models = sorted({m for m, _ in arrays}, key=lambda m: (m != "dense", m))
+    pairs = [
+        (f"{NAMES.get(me, me)} − Retrain, {mo}", (mo, "retrain"), (mo, me))
+        for mo in models
+        for (m2, me) in arrays
+        if m2 == mo and me != "retrain"
+    ]
+    if len(models) == 2:
+        pairs += [
+            (f"{NAMES.get(me, me)}: {models[1]} − {models[0]}", (models[0], me), (models[1], me))
+            for me in sorted({me for _, me in arrays}, key=method_order)
+        ]
+    lines = []
+    for label, first, second in pairs:
+        if first in arrays and second in arrays and np.array_equal(arrays[first][1], arrays[second][1]):
+            forgotten = arrays[first][1].astype(bool)
+            d = paired_difference(arrays[first][0], arrays[second][0], forgotten, ~forgotten, bootstrap=resamples)
+            low, high = d["interval"] or (float("nan"), float("nan"))
+            shows = "no difference found" if low <= 0 <= high else ("higher" if low > 0 else "lower")
+            lines.append(f"| {label} | {100 * d['difference']:+.1f} | [{100 * low:+.1f}, {100 * high:+.1f}] | {shows} |")
+    if not lines:
+        return ""
+    head = [
+        "",
+        "#### U-LiRA: paired differences",
+        "",
+        "| difference (percentage points) | mean | 95% paired-bootstrap interval | |",
+        "|---|---|---|---|",
+    ]
+    tail = ["", "Both rows of a difference are attacked on the same targets with the same shadow halves, so each bootstrap "
+            "resample draws the same targets for both; an interval that holds 0 finds no difference. Against Retrain, "
+            "higher means the method leaves more for the attack to find than exact unlearning does."]  # fmt: skip
+    return "\n".join(head + lines + tail) + "\n"
+
+
 def markdown(table, notes=(), ulira=None):
     lines = []
     ulira = ulira or {}
@@ -355,6 +406,131 @@ def seed_comparisons(rows, table):
     return "\n".join(["", "### Avg. Gap seed by seed", "", intro, *lines]) + "\n"
 
 
+def declared_comparisons(run_dir):
+    """The grid's "comparisons" ({"models": [first, second], "methods": [[first, second], ...]}), or {}.
+
+    The grid is RUN_DIR/grid.json (a collected study keeps it there) or the one sweep.json names.
+    """
+    candidates = [os.path.join(run_dir, "grid.json")]
+    try:
+        with open(os.path.join(run_dir, paths.SWEEP_MANIFEST)) as f:
+            candidates.append(json.load(f)["grid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for path in candidates:
+        try:
+            with open(path) as f:
+                return json.load(f).get("comparisons") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+    return {}
+
+
+def comparison_family(table, declared):
+    """[(label, first key, second key)]: the comparisons declared in advance, or by default every
+    method's sparser − denser model and l1-sparse − FT on each model, in every scenario."""
+    scenarios = sorted({k[0] for k in table})
+    models = declared.get("models") or sorted(
+        {k[1] for k in table}, key=lambda m: next(e["sparsity"] for k, e in table.items() if k[1] == m)
+    )
+    method_pairs = declared.get("methods") or [["FT", "FT_prune"]]
+    family = []
+    for scenario in scenarios:
+        if len(models) == 2:
+            methods = sorted(
+                {(k[2], k[3]) for k in table if k[0] == scenario and k[2] not in NO_GAP | {"retrain"}}, key=lambda ms: method_order(ms[0])
+            )
+            for method, setting in methods:
+                keys = [(scenario, model, method, setting) for model in models]
+                family.append((f"{row_name(method, setting)}: {models[1]} − {models[0]}", *keys))
+        for first, second in method_pairs:
+            for model in models:
+                family.append(
+                    (
+                        f"{NAMES.get(second, second)} − {NAMES.get(first, first)}, {model}",
+                        (scenario, model, first, ""),
+                        (scenario, model, second, ""),
+                    )
+                )
+    return family
+
+
+def original_model_comparisons(rows, table, declared):
+    """Markdown: the study's verdict across independent original models (workflow/stats.py).
+
+    Per scenario: each method's Avg. Gap per original model (its seeds averaged first, against
+    the mean of that model's Retrain runs), mean and 95% interval over the models; the noise
+    floor (Retrain against Retrain); the paired differences with Holm-corrected intervals and
+    what each shows.
+    """
+    from workflow import stats
+
+    gaps = stats.per_model_gaps(rows, no_gap=tuple(NO_GAP | {"retrain"}))
+    floors = stats.noise_floor(rows)
+    sensitive = stats.seed_sensitivity(rows)
+    family = stats.compare(gaps, comparison_family(table, declared))
+    n_models = len({r["train_seed"] for r in rows})
+    lines = ["", f"### Across original models ({n_models} independently trained dense / sparse pairs)", ""]
+    lines.append(
+        "Per original model, each method's metrics averaged over its unlearning seeds, then its Avg. Gap to the mean of "
+        "that model's Retrain runs; mean and 95% t interval over the original models (n). Noise floor: the Avg. Gap between "
+        "two Retrain runs of the same original model; ≈R marks a mean gap at or below it (indistinguishable from Retrain). "
+        r"\* marks a method whose runs did not change with the unlearning seed (one run per model, repeated)."
+    )
+
+    def cell(values, floor=None, key=None):
+        if not values:
+            return "n/a"
+        mean, half, n = stats.summary(list(values.values()))
+        text = f"{mean:.2f}" + (f" ± {half:.2f}" if half is not None else "") + f" (n={n})"
+        if floor is not None and mean <= floor:
+            text += " ≈R"
+        if key is not None and sensitive.get(key) is False:
+            text += " \\*"
+        return text
+
+    for scenario in sorted({k[0] for k in table}):
+        models = sorted({k[1] for k in table if k[0] == scenario}, key=lambda m: next(e["sparsity"] for k, e in table.items() if k[1] == m))
+        floor_mean = {m: stats.summary(list(floors[(scenario, m)].values()))[0] for m in models if (scenario, m) in floors}
+        lines += ["", f"**{scenario} forgetting**", "", "| method | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        lines.append("| Retrain vs Retrain (noise floor) | " + " | ".join(cell(floors.get((scenario, m), {})) for m in models) + " |")
+        methods = sorted({(k[2], k[3]) for k in gaps if k[0] == scenario}, key=lambda ms: (method_order(ms[0]), ms[1]))
+        for method, setting in methods:
+            cells = [cell(gaps.get((scenario, m, method, setting), {}), floor_mean.get(m), (scenario, m, method, setting)) for m in models]
+            lines.append(f"| {row_name(method, setting)} | " + " | ".join(cells) + " |")
+        chosen = [c for c in family if c["first"][0] == scenario]
+        if chosen:
+            lines += [
+                "",
+                "| comparison | mean difference | Holm-corrected interval | p | p (Holm) | what it shows |",
+                "|---|---|---|---|---|---|",
+            ]
+            for c in chosen:
+                lines.append(
+                    f"| {c['label']} | {c['mean']:+.2f} (n={c['n']}) | [{c['low']:+.2f}, {c['high']:+.2f}] ({100 * c['level']:.1f}%) | "
+                    f"{c['p']:.3f} | {c['p_holm']:.3f} | {verdict_words(c)} |"
+                )
+    if family:
+        lines += ["", f"Each difference is paired by original model (second term minus first: negative means the second is closer "
+                  f"to Retrain). Holm's correction runs over the {len(family)} comparisons "
+                  f"{'the grid declares' if declared else 'of every method across the two models and of l1-sparse against FT'}; "
+                  "an interval is at the confidence level Holm's step gives its rank, and a difference is a finding only when "
+                  "its corrected interval excludes 0."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def verdict_words(comparison):
+    """ "sparse closer", "dense closer", "l1-sparse closer", ... or "no difference found"."""
+    if comparison["verdict"] is None:
+        return "no difference found"
+    label = comparison["label"]
+    if ": " in label:  # "<method>: <second model> − <first model>"
+        first, second = label.split(": ", 1)[1].split(" − ")[1], label.split(": ", 1)[1].split(" − ")[0]
+    else:  # "<second method> − <first method>, <model>"
+        second, first = label.split(", ")[0].split(" − ")
+    return f"{second} closer" if comparison["verdict"] == "second closer" else f"{first} closer"
+
+
 def write_csv(table, path):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -441,7 +617,11 @@ def main():
         print(f"error: --ulira {args.ulira}: no such folder", file=sys.stderr)
         sys.exit(2)
     ulira = read_ulira(ulira_dir) if os.path.isdir(ulira_dir) else {}
-    text = markdown(table, notes, ulira) + seed_comparisons(rows, table)
+    several_models = len({r["train_seed"] for r in rows}) > 1
+    comparisons = original_model_comparisons(rows, table, declared_comparisons(args.run_dir)) if several_models else ""
+    text = markdown(table, notes, ulira) + (comparisons or seed_comparisons(rows, table))
+    if ulira:
+        text += ulira_paired(ulira_dir, ulira)
     out = args.out or os.path.join(args.run_dir, "summary.md")
     stem = os.path.splitext(out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -54,10 +54,16 @@ def training_size(grid):
 
 
 def draw_plan(n_train, models, target_share, seed=PLAN_SEED):
-    """(halves, targets): K sorted halves of range(n_train), and the sorted target pool."""
+    """(halves, targets): K sorted halves of range(n_train), and the sorted target pool.
+
+    As LiRA's reference training: every example is in exactly K / 2 of the halves (each
+    example's models drawn at random), so every target has as many shadow models that
+    forgot it as never saw it; a half holds about n_train / 2 examples.
+    """
     rng = np.random.RandomState(seed)
     targets = np.sort(rng.choice(n_train, size=max(2, int(round(target_share * n_train))), replace=False))
-    halves = [np.sort(rng.permutation(n_train)[: n_train // 2]) for _ in range(models)]
+    member = rng.uniform(size=(models, n_train)).argsort(axis=0) < models // 2
+    halves = [np.flatnonzero(member[k]) for k in range(models)]
     return halves, targets
 
 
@@ -162,13 +168,15 @@ def attack(grid, out, halves, targets, device, spread_sizes=()):
 
 def summary_table(reports, sizes):
     """Markdown: per model and method, U-LiRA beside the population view; then its spread with fewer models."""
-    header = ["method", "model", "U-LiRA acc.", "TPR at 1% FPR", "UA", "RA", "TA", "MIA-Efficacy", "MIA attack acc."]
+    header = ["method", "model", "U-LiRA acc.", "AUC", "TPR at 1% FPR [95% interval]", "UA", "RA", "TA", "MIA-Efficacy", "MIA attack acc."]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in reports:
         pop = r["population"]
         cells = [NAMES.get(r["method"], r["method"]), r["model"]]
         cells.append(f"{100 * r['balanced_accuracy']:.1f}±{100 * r['balanced_accuracy_se']:.1f}")
-        cells.append(f"{100 * r['tpr_at_1%_fpr']:.1f}")
+        cells.append(f"{100 * r['auc']:.1f}")
+        interval = r.get("tpr_at_1%_fpr_interval")
+        cells.append(f"{100 * r['tpr_at_1%_fpr']:.1f}" + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else ""))
         cells += [f"{pop[m][0]:.1f}±{pop[m][1]:.1f}" for m in ("UA", "RA", "TA", "MIA-Efficacy", "MIA attack acc.")]
         lines.append("| " + " | ".join(cells) + " |")
     k = reports[0]["reference_models"] if reports else 0
@@ -177,7 +185,9 @@ def summary_table(reports, sizes):
         f"U-LiRA acc.: balanced accuracy (percent) of telling a forgotten target from one never seen, pooled over the {k} "
         "models each in turn the target, ± its standard error (bootstrap over the target examples); 50 = indistinguishable, "
         "as after Retrain. It measures privacy only: a method that damages the model can score near 50 (read RA and TA "
-        "beside it). TPR at 1% FPR: the share of forgotten targets found when 1% of never-seen ones are flagged. The other columns: "
+        "beside it). AUC: the area under the ROC curve of the same scores (50 = chance). TPR at 1% FPR: the share of forgotten "
+        f"targets found when 1% of the never-seen ones are flagged ({negatives_note(reports)}), with a 95% bootstrap interval over the "
+        "targets. The other columns: "
         "the paper's metrics and the held-out accuracy of the population attack behind MIA-Efficacy, mean ± std over the "
         f"same {k} shadow unlearnings (each forgets about {reports[0]['forget_set_size'] if reports else 0} random targets).",
     ]
@@ -197,11 +207,21 @@ def summary_table(reports, sizes):
     return "\n".join(lines) + "\n"
 
 
+def negatives_note(reports):
+    """What "1% FPR" rests on: with n never-seen scores, floor(n / 100) false positives (0.1%: floor(n / 1000))."""
+    if not reports:
+        return ""
+    r = reports[0]
+    at_01 = r["false_positives_at_0.1%"]
+    tail = "; at 0.1% FPR that is no false positive at all, so a TPR there is the TPR at zero false positives" if at_01 == 0 else ""
+    return f"{r['unseen_scored']} never-seen scores: 1% is {r['false_positives_at_1%']} false positives{tail}"
+
+
 def main():
     parser = argparse.ArgumentParser(prog="scripts/ulira.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grid")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--models", type=int, default=16, help="K, the shadow models (default 16)")
+    parser.add_argument("--models", type=int, default=16, help="K, the shadow models, even (default 16); each example is in K / 2 halves")
     parser.add_argument(
         "--target_share",
         type=float,
@@ -225,6 +245,8 @@ def main():
             f"--models {args.models}: the attack needs at least {MIN_MODELS} (each model in turn the target, and at least "
             f"{MIN_OBSERVATIONS} others that forgot and {MIN_OBSERVATIONS} that never saw each example)"
         )
+    if args.models % 2:
+        raise UserError(f"--models {args.models}: must be even (each example trains in exactly half of the shadow models)")
     if not 0 < args.target_share <= 1:
         raise UserError(f"--target_share {args.target_share}: must be in (0, 1]")
     try:

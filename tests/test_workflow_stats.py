@@ -1,0 +1,124 @@
+"""workflow/stats.py on numbers made here, checked against scipy and by hand."""
+
+import math
+
+import pytest
+from scipy import stats as scipy_stats
+
+from workflow import stats
+
+METRICS = ("UA", "MIA-Efficacy", "RA", "TA")
+
+
+def row(model, method, train_seed, seed, values, scenario="class-wise", setting=""):
+    return {"scenario": scenario, "model": model, "method": method, "setting": setting, "train_seed": train_seed, "seed": seed,
+            **dict(zip(METRICS, values))}  # fmt: skip
+
+
+def study_rows():
+    """Three original models, two seeds each; Retrain, FT (seed-dependent), IU (the same on every seed)."""
+    rows = []
+    for t, shift in ((1, 0.0), (2, 1.0), (3, -1.0)):
+        for model, extra in (("dense", 0.0), ("95% sparse", 2.0)):
+            rows += [row(model, "retrain", t, 1, (100, 100, 98 + shift, 86)), row(model, "retrain", t, 2, (100, 100, 96 + shift, 84))]
+            rows += [row(model, "FT", t, s, (90 + s + extra * t, 99, 97, 85 - extra)) for s in (1, 2)]
+            rows += [row(model, "wfisher", t, s, (70 + 10 * t + extra, 80, 97, 85)) for s in (1, 2)]
+    return rows
+
+
+def test_a_methods_gap_per_original_model_is_against_the_mean_of_that_models_retrain_runs():
+    gaps = stats.per_model_gaps(study_rows())
+    # FT, dense, model 1: its seeds average to (91.5, 99, 97, 85); Retrain's runs to (100, 100, 97, 85)
+    assert gaps[("class-wise", "dense", "FT", "")][1] == pytest.approx((8.5 + 1 + 0 + 0) / 4)
+    # model 2's Retrain is shifted by one point of RA: (100, 100, 98, 85)
+    assert gaps[("class-wise", "dense", "FT", "")][2] == pytest.approx((8.5 + 1 + 1 + 0) / 4)
+    assert set(gaps[("class-wise", "95% sparse", "wfisher", "")]) == {1, 2, 3}
+    assert ("class-wise", "dense", "retrain", "") not in gaps
+
+
+def test_the_noise_floor_is_the_gap_between_two_retrain_runs_of_one_original_model():
+    floors = stats.noise_floor(study_rows())
+    assert floors[("class-wise", "dense")] == {1: pytest.approx(1.0), 2: pytest.approx(1.0), 3: pytest.approx(1.0)}  # (0+0+2+2)/4
+
+
+def test_a_method_that_ignores_the_seed_is_detected():
+    sensitive = stats.seed_sensitivity(study_rows())
+    assert sensitive[("class-wise", "dense", "FT", "")] is True
+    assert sensitive[("class-wise", "dense", "wfisher", "")] is False
+    one_seed = [r for r in study_rows() if r["seed"] == 1]
+    assert stats.seed_sensitivity(one_seed)[("class-wise", "dense", "FT", "")] is None
+
+
+def test_paired_differences_match_scipy_and_holm_matches_its_definition():
+    gaps = stats.per_model_gaps(study_rows())
+    family = stats.compare(
+        gaps,
+        [
+            ("FT", ("class-wise", "dense", "FT", ""), ("class-wise", "95% sparse", "FT", "")),
+            ("IU", ("class-wise", "dense", "wfisher", ""), ("class-wise", "95% sparse", "wfisher", "")),
+        ],
+    )
+    for c in family:
+        first, second = gaps[c["first"]], gaps[c["second"]]
+        seeds = sorted(first)
+        diffs = [second[s] - first[s] for s in seeds]
+        assert c["mean"] == pytest.approx(sum(diffs) / 3)
+        expected_p = scipy_stats.ttest_rel([second[s] for s in seeds], [first[s] for s in seeds]).pvalue
+        assert c["p"] == pytest.approx(expected_p if not math.isnan(expected_p) else 0.0)
+    # Holm by hand: the smaller p times 2, the larger times 1, made monotone
+    ps = sorted(c["p"] for c in family)
+    adjusted = sorted(c["p_holm"] for c in family)
+    assert adjusted[0] == pytest.approx(min(1, 2 * ps[0]))
+    assert adjusted[1] == pytest.approx(max(adjusted[0], ps[1]))
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_the_corrected_interval_decides_the_verdict():
+    # Sparse is closer by about 2 on every model, with a little spread: a finding.
+    close = {1: 1.0, 2: 1.2, 3: 0.9, 4: 1.1}
+    far = {1: 3.0, 2: 3.1, 3: 3.0, 4: 3.2}
+    noisy_first, noisy_second = {1: 1.0, 2: 5.0, 3: 2.0, 4: 6.0}, {1: 4.0, 2: 1.0, 3: 5.0, 4: 2.0}
+    gaps = {"far": far, "close": close, "a": noisy_first, "b": noisy_second}
+    found, none = stats.compare(gaps, [("clear", "far", "close"), ("noise", "a", "b")])
+    assert found["verdict"] == "second closer" and found["high"] < 0
+    assert none["verdict"] is None and none["low"] < 0 < none["high"]
+    # the clear one ranks first of two: its interval is at 97.5%, the other's at 95%
+    assert found["level"] == pytest.approx(0.975) and none["level"] == pytest.approx(0.95)
+    diffs = [close[s] - far[s] for s in (1, 2, 3, 4)]
+    mean, sd = sum(diffs) / 4, math.sqrt(sum((d - sum(diffs) / 4) ** 2 for d in diffs) / 3)
+    half = scipy_stats.t.ppf(1 - 0.025 / 2, 3) * sd / 2
+    assert (found["low"], found["high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
+
+
+def test_one_original_model_gives_no_interval():
+    assert stats.paired({1: 1.0}, {1: 2.0}) is None
+    mean, half, n = stats.summary([2.0])
+    assert (mean, half, n) == (2.0, None, 1)
+
+
+def test_summarize_prints_the_floor_the_intervals_and_the_verdict_in_words():
+    from workflow.summarize import aggregate, original_model_comparisons
+
+    rows = [{**r, "RTE": 0.1, "attack": None, "sparsity": 95.0 if "sparse" in r["model"] else 0.0, "options": {}} for r in study_rows()]
+    text = original_model_comparisons(rows, aggregate(rows), {})
+    assert "### Across original models (3 independently trained dense / sparse pairs)" in text
+    floor = next(line for line in text.splitlines() if line.startswith("| Retrain vs Retrain (noise floor)"))
+    assert floor.count("1.00 ± 0.00 (n=3)") == 2
+    iu = next(line for line in text.splitlines() if line.startswith("| IU |"))
+    assert "\\*" in iu  # the same on every seed
+    gaps = stats.per_model_gaps(rows)
+    family = stats.compare(gaps, [("x", ("class-wise", "dense", "FT", ""), ("class-wise", "95% sparse", "FT", ""))])
+    ft = next(line for line in text.splitlines() if line.startswith("| FT: 95% sparse − dense"))
+    assert f"{family[0]['mean']:+.2f} (n=3)" in ft
+    assert ft.endswith("| no difference found |")  # p 0.23 before the correction
+    assert "| l1-sparse − FT" not in text  # no l1-sparse runs: no such comparison
+
+
+def test_the_verdict_names_the_model_or_method_that_is_closer():
+    from workflow.summarize import verdict_words
+
+    assert verdict_words({"label": "FT: 95% sparse − dense", "verdict": "second closer"}) == "95% sparse closer"
+    assert verdict_words({"label": "FT: 95% sparse − dense", "verdict": "first closer"}) == "dense closer"
+    assert verdict_words({"label": "l1-sparse − FT, dense", "verdict": "second closer"}) == "l1-sparse closer"
+    assert verdict_words({"label": "l1-sparse − FT, dense", "verdict": "first closer"}) == "FT closer"
+    assert verdict_words({"label": "l1-sparse − FT, dense", "verdict": None}) == "no difference found"
