@@ -105,3 +105,14 @@ def test_no_page_or_module_points_to_a_document_outside_the_repository():
             if re.search(r"SPEC\.md|SPEC section|\.\./shared", f.read()):
                 offenders.append(os.path.relpath(path, ROOT))
     assert offenders == [], offenders
+
+
+def test_every_file_the_pages_name_exists():
+    pattern = re.compile(r"`((?:tests|scripts|bench|unlearn|evaluation|workflow|models|docs|results)/[\w./-]+\.(?:py|json|sh|md|png))`")
+    missing = []
+    for page in PAGES:
+        with open(page) as f:
+            for name in pattern.findall(f.read()):
+                if "<" not in name and not os.path.exists(os.path.join(ROOT, name)):
+                    missing.append(f"{os.path.relpath(page, ROOT)}: {name}")
+    assert missing == [], missing

@@ -127,7 +127,7 @@ def expand(grid, out):
                         continue
                     chosen = overridden(grid, model_name, scenario, method, method_options)
                     for setting, options_of_setting in settings(chosen):
-                        for seed in grid.get("seeds", [1]):
+                        for seed in method_options.get("_seeds", grid.get("seeds", [1])):
                             save_dir = paths.sweep_unlearn_dir(out, model_name, scenario, method, seed, setting, train_seed)
                             options = {**common, **scenario_options, **options_of_setting, "seed": seed, **train_seed_option(train_seed)}
                             cmd = [python, os.path.join(ROOT, script), *options_list(options), "--mask", mask_file, "--unlearn", method]
@@ -160,7 +160,8 @@ def mask_task_name(mask, train_seed):
 
 
 def applies(method_options, model, scenario):
-    """A method's "_models" / "_scenarios" (lists) limit it to those models / scenarios (left out: all)."""
+    """A method's "_models" / "_scenarios" (lists) limit it to those models / scenarios (left out: all);
+    its "_seeds" replace the grid's "seeds" for it (expand reads them)."""
     return model in method_options.get("_models", [model]) and scenario in method_options.get("_scenarios", [scenario])
 
 
