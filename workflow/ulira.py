@@ -39,7 +39,7 @@ import paths
 from checkpoints import atomic_path, atomic_save_json
 from evaluation.ulira import MIN_MODELS, MIN_OBSERVATIONS
 from utils import UserError, run_cli
-from workflow.summarize import METRICS, NAMES, held_out_attack_accuracy
+from workflow.summarize import METRICS, NAMES, held_out_attack_accuracy, ulira_paired
 from workflow.sweep import ROOT, load_grid, options_list
 
 PLAN_SEED = 0  # the halves and the target pool: the same for every method and model
@@ -160,7 +160,7 @@ def attack(grid, out, halves, targets, device, spread_sizes=()):
             reports.append(report)
             print(f"{method} {model_name}: U-LiRA balanced accuracy {report['balanced_accuracy']:.3f} "
                   f"(TPR {report['tpr_at_1%_fpr']:.3f} at 1% FPR; {len(halves)} models)", flush=True)  # fmt: skip
-    table = summary_table(reports, sizes)
+    table = summary_table(reports, sizes) + ulira_paired(paths.ulira_dir(out), {(r["model"], r["method"]): r for r in reports})
     with atomic_path(paths.ulira_summary(out)) as tmp, open(tmp, "w") as f:
         f.write(table)
     print(table)
