@@ -1,4 +1,6 @@
-"""Every option of the original command line, with its name and default, in one place.
+"""Every option of the command line, grouped, with its name and default: the original's,
+and the methods' own, which each method's record declares (unlearn/<method>.py) and
+`parse_args()` resolves.
 
 Options the project has no use for in a given script are accepted (so the paper's
 commands run verbatim) and say so in their help.
@@ -141,7 +143,7 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
         default=None,
         help=f"method strength: FF noise, IU step, l1 weight{method_defaults('alpha')}; {ORIGINAL_ALPHA:g} for the others",
     )
-    own = parser.add_argument_group("options of single methods (unlearn/<method>.py declares them)")
+    own = parser.add_argument_group("options of particular methods (in brackets: the methods that read them)")
     for option, readers in method_options().values():
         extra = {"choices": option.choices} if option.choices else {}
         own.add_argument(

@@ -22,6 +22,7 @@ import os
 import arg_parser
 import unlearn
 import unlearning_run
+from pruning_run import check_imp_args
 from utils import UserError, run_cli, setup_logging
 
 
@@ -45,6 +46,8 @@ def check_forget_args(args):
         raise UserError(f"--rewind_pth {args.rewind_pth}: file not found")
     if args.mask_path and not os.path.isfile(args.mask_path):
         raise UserError(f"--mask_path {args.mask_path}: file not found")
+    if not unlearn.METHODS[args.unlearn].keeps_mask:  # Retrain (pipeline) is a pruning run: its options, checked first
+        check_imp_args(args)
 
 
 def main():

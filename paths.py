@@ -92,6 +92,7 @@ PREVIOUS_PREFIX = "previous-"  # results of an earlier run, moved aside: previou
 # ---------------------------------------------------------------- a sweep
 
 SWEEP_MANIFEST = "sweep.json"
+GRID_COPY = "grid.json"  # a collected run's copy of the grid it ran (summarize reads its "comparisons")
 TASK_FILE = "task.json"  # an unlearning task's name and labels, beside its results
 
 

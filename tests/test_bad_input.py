@@ -66,6 +66,11 @@ CASES = [
     ("main_forget.py", [*SALUN, "--mask_path", "{r20}"], "--mask_path {r20}: not a saliency mask"),
     ("main_forget.py", [*SALUN, "--salun_ratio", "0"], "--salun_ratio 0.0: the share of weights SalUn may move must be in (0, 1]"),
     ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "SCRUB", "--msteps", "-1"], "--msteps -1: must be 0 or more"),
+    (
+        "main_forget.py",
+        [*D, "--mask", "{r20}", "--unlearn", "retrain_pipeline", "--pruning_times", "2", "--epochs", "3"],
+        "--prune_type rewind_lt --rewind_epoch 0: the rewind point must be an epoch in 1..3",
+    ),
     ("main_forget.py", [*D, "--mask", "{r20}", "--unlearn", "SCRUB", "--kd_T", "0"], "--kd_T 0: the temperature must be positive"),
     (
         "main_forget.py",

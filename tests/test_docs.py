@@ -116,3 +116,15 @@ def test_every_file_the_pages_name_exists():
                 if "<" not in name and not os.path.exists(os.path.join(ROOT, name)):
                     missing.append(f"{os.path.relpath(page, ROOT)}: {name}")
     assert missing == [], missing
+
+
+def test_the_options_table_and_the_methods_table_name_every_registered_method():
+    import unlearn
+
+    with open(os.path.join(ROOT, "docs", "commands.md")) as f:
+        row = next(line for line in f if line.startswith("| unlearning | `--unlearn` |"))
+    with open(os.path.join(ROOT, "docs", "methods.md")) as f:
+        methods = f.read()
+    for name in unlearn.METHODS:
+        assert f"`{name}`" in row, f"docs/commands.md's --unlearn row lacks {name}"
+        assert f"| `{name}` |" in methods, f"docs/methods.md's table lacks {name}"

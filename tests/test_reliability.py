@@ -188,7 +188,7 @@ LATER = {  # settings under which each epoch takes about a second on digits
 
 @pytest.mark.parametrize("method", list(LATER))
 def test_salun_and_boundary_expanding_killed_once_end_bit_identical(method, digits_masks, tmp_path):
-    """A saliency mask and an extra class survive a SIGKILL (the other later methods: tests/test_later_methods.py)."""
+    """A saliency mask and an extra class survive a SIGKILL (the other later methods: tests/test_unlearn_later_methods.py)."""
     options = [*DIGITS, "--mask", digits_masks["sparse"], "--unlearn", method, *LATER[method]]
     options += ["--class_to_replace", "-1", "--num_indexes_to_replace", "300"]
     cmd = [sys.executable, os.path.join(ROOT, "main_forget.py"), *map(str, options), "--save_dir", str(tmp_path / "whole")]

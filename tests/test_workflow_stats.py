@@ -122,3 +122,21 @@ def test_the_verdict_names_the_model_or_method_that_is_closer():
     assert verdict_words({"label": "l1-sparse − FT, dense", "verdict": "second closer"}) == "l1-sparse closer"
     assert verdict_words({"label": "l1-sparse − FT, dense", "verdict": "first closer"}) == "FT closer"
     assert verdict_words({"label": "l1-sparse − FT, dense", "verdict": None}) == "no difference found"
+
+
+def test_a_corrected_interval_excludes_zero_exactly_when_holm_rejects():
+    import random
+
+    rng = random.Random(0)
+    checked = 0
+    for _ in range(200):
+        gaps, pairs = {}, []
+        for j in range(rng.randint(2, 6)):
+            effect = rng.choice([0.0, 0.5, 1.0, 2.0])
+            gaps[f"a{j}"] = {t: rng.gauss(3, 1) for t in range(5)}
+            gaps[f"b{j}"] = {t: gaps[f"a{j}"][t] - effect + rng.gauss(0, 0.8) for t in range(5)}
+            pairs.append((str(j), f"a{j}", f"b{j}"))
+        for c in stats.compare(gaps, pairs):
+            assert (c["verdict"] is not None) == (c["p_holm"] < stats.ALPHA), c
+            checked += c["verdict"] is not None
+    assert checked > 20  # some findings among them, not only "no difference"

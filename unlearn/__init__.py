@@ -78,5 +78,7 @@ def method_options():
     found = {}
     for record in METHODS.values():
         for option in record.options:
-            found.setdefault(option.name, (option, []))[1].append(record.name)
+            known = found.setdefault(option.name, (option, []))
+            assert known[0] is option, f"--{option.name} is declared twice (by {known[1][0]} and {record.name}): declare it once, share it"
+            known[1].append(record.name)
     return found

@@ -48,7 +48,9 @@ class Method:
 
     @property
     def kind(self):
-        if self.prunes or not self.keeps_mask:
+        if not self.keeps_mask:
+            return "from scratch, prunes anew"
+        if self.prunes:
             return "prunes"
         if self.from_scratch:
             return "from scratch"

@@ -147,7 +147,7 @@ def wfisher(data_loaders, model, criterion, args):
 IU_CHUNK_SIZE = Option(
     "iu_chunk_size",
     None,
-    "IU: samples per batched per-sample-gradient call (default: a quarter of the free memory, at most 32 on CPU, 128 on GPU)",
+    "IU and fisher: samples per batched per-sample-gradient call (default: a quarter of the free memory, at most 32 on CPU, 128 on GPU)",
     type=int,
     check=lambda v: None if v is None or v >= 1 else f"--iu_chunk_size {v}: must be at least 1",
 )

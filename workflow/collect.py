@@ -10,6 +10,7 @@ that `python scripts/summarize.py RUN_DIR` prints.
 
 import argparse
 import glob
+import json
 import os
 import shutil
 import sys
@@ -36,7 +37,21 @@ def main():
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copy2(path, target)
             copied += 1
+    grid = grid_of(args.run_dir)
+    if grid:  # the study's design travels with its results
+        shutil.copy2(grid, os.path.join(args.out_dir, paths.GRID_COPY))
+        copied += 1
     print(f"copied {copied} files from {args.run_dir} to {args.out_dir}")
+
+
+def grid_of(run_dir):
+    """The grid file the sweep of run_dir ran (named in its sweep.json), or None."""
+    try:
+        with open(os.path.join(run_dir, paths.SWEEP_MANIFEST)) as f:
+            grid = json.load(f)["grid"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return grid if os.path.isfile(grid) else None
 
 
 if __name__ == "__main__":

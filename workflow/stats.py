@@ -141,15 +141,22 @@ def holm(p_values):
 
 
 def corrected_intervals(comparisons):
-    """Each comparison's interval at its Holm level: the one ranked r-th smallest p (from 0) of m gets
-    confidence 1 - ALPHA / (m - r); it excludes 0 exactly when its own Holm step rejects."""
+    """Each comparison's interval at its Holm level, so that it excludes 0 exactly when Holm rejects.
+
+    Sorted by p, the r-th (from 0) of m gets confidence 1 - ALPHA / (m - r) while Holm's steps
+    reject; from the first step that does not, every later comparison keeps that step's level
+    (its p is no smaller, so its interval holds 0 too: the step-down stops there).
+    """
     from scipy import stats
 
     m = len(comparisons)
     order = sorted(range(m), key=lambda i: comparisons[i]["p"])
+    stopped_at = None
     for rank, i in enumerate(order):
         c = comparisons[i]
-        level = 1 - ALPHA / (m - rank)
+        if stopped_at is None and c["p"] > ALPHA / (m - rank):
+            stopped_at = rank
+        level = 1 - ALPHA / (m - (rank if stopped_at is None else stopped_at))
         half = stats.t.ppf(1 - (1 - level) / 2, c["n"] - 1) * c["sd"] / math.sqrt(c["n"])
         c["level"], c["low"], c["high"] = level, c["mean"] - half, c["mean"] + half
     return comparisons
@@ -172,7 +179,7 @@ def compare(gaps, pairs):
     for c, p in zip(family, holm([c["p"] for c in family])):
         c["p_holm"] = p
     corrected_intervals(family)
-    for c in family:
-        significant = c["p_holm"] < ALPHA
+    for c in family:  # the corrected interval decides (the same as Holm's adjusted p below ALPHA)
+        significant = c["low"] > 0 or c["high"] < 0
         c["verdict"] = None if not significant else "second closer" if c["mean"] < 0 else "first closer"
     return family

@@ -411,7 +411,7 @@ def declared_comparisons(run_dir):
 
     The grid is RUN_DIR/grid.json (a collected study keeps it there) or the one sweep.json names.
     """
-    candidates = [os.path.join(run_dir, "grid.json")]
+    candidates = [os.path.join(run_dir, paths.GRID_COPY)]
     try:
         with open(os.path.join(run_dir, paths.SWEEP_MANIFEST)) as f:
             candidates.append(json.load(f)["grid"])

@@ -142,7 +142,7 @@ def expand(grid, out):
                                     "cmd": cmd,
                                     "result": paths.eval_json_path(save_dir, method),
                                     "after": mask_task_name(model["mask"], train_seed),
-                                    "labels": {**labels, "setting": setting, "options": varied(options_of_setting, setting)}
+                                    "labels": {**labels, "setting": setting, "options": varied_values(chosen, options_of_setting)}
                                     if setting
                                     else labels,
                                 }
@@ -178,9 +178,14 @@ def overridden(grid, model, scenario, method, options):
     return options
 
 
-def varied(options, setting):
-    """The options a setting's label names, as values: {"alpha": 1e-07} for "alpha=1e-07"."""
-    return {key: value for key, value in options.items() if f"{key}=" in setting}
+def varied_keys(options):
+    """The options given as lists (one task per value), keys starting with "_" aside."""
+    return [key for key, value in options.items() if isinstance(value, list) and not key.startswith("_")]
+
+
+def varied_values(options, chosen):
+    """{option: the value this setting takes} for the options `options` varies."""
+    return {key: chosen[key] for key in varied_keys(options)}
 
 
 def settings(options):
@@ -188,7 +193,7 @@ def settings(options):
 
     {"alpha": [1e-8, 1e-7], "unlearn_epochs": 5} -> [("alpha=1e-08", {"alpha": 1e-8, ...}), ("alpha=1e-07", ...)]
     """
-    varied = [key for key, value in options.items() if isinstance(value, list) and not key.startswith("_")]
+    varied = varied_keys(options)
     if not varied:
         return [("", options)]
     combos = []

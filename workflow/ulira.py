@@ -56,13 +56,19 @@ def training_size(grid):
 def draw_plan(n_train, models, target_share, seed=PLAN_SEED):
     """(halves, targets): K sorted halves of range(n_train), and the sorted target pool.
 
-    As LiRA's reference training: every example is in exactly K / 2 of the halves (each
-    example's models drawn at random), so every target has as many shadow models that
-    forgot it as never saw it; a half holds about n_train / 2 examples.
+    As LiRA's reference training, every example is in exactly K / 2 of the halves, so every
+    target has as many shadow models that forgot it as never saw it. The models come in
+    complementary pairs (2j trains on a random half, 2j + 1 on the rest), so every half
+    also holds n_train / 2 examples: no shadow model gets a training set of an odd size
+    (one of 129 images in batches of 64 ends each epoch on a single image, which batch
+    norm cannot train on: measured, that model stayed at 35% training accuracy).
     """
     rng = np.random.RandomState(seed)
     targets = np.sort(rng.choice(n_train, size=max(2, int(round(target_share * n_train))), replace=False))
-    member = rng.uniform(size=(models, n_train)).argsort(axis=0) < models // 2
+    member = np.zeros((models, n_train), dtype=bool)
+    for pair in range(models // 2):
+        member[2 * pair, rng.permutation(n_train)[: n_train // 2]] = True
+        member[2 * pair + 1] = ~member[2 * pair]
     halves = [np.flatnonzero(member[k]) for k in range(models)]
     return halves, targets
 
@@ -78,8 +84,8 @@ def shadow_grid(grid, out, halves, targets):
     shadow.update(masks={}, models={}, scenarios={"shadow": {}}, seeds=[1], overrides=[])
     for k, half in enumerate(halves):
         half_file, forget_file = paths.ulira_plan_file(out, "half", k), paths.ulira_plan_file(out, "forget", k)
-        np.savetxt(half_file, half, fmt="%d")
-        np.savetxt(forget_file, np.flatnonzero(np.isin(half, targets)), fmt="%d")  # positions within the half
+        write_plan_file(half_file, half)
+        write_plan_file(forget_file, np.flatnonzero(np.isin(half, targets)))  # positions within the half
         options = {**mask.get("options", {}), "train_positions": half_file, "seed": k + 1}
         shadow["masks"][f"{mask_name}_{k}"] = {**copy.deepcopy(mask), "options": options}
         for model_name, model in grid["models"].items():
@@ -87,6 +93,20 @@ def shadow_grid(grid, out, halves, targets):
             shadow["models"][name] = {**model, "mask": f"{mask_name}_{k}"}
             shadow["overrides"].append({"model": name, "options": {"train_positions": half_file, "indexes_to_replace": forget_file}})
     return shadow
+
+
+def write_plan_file(path, positions):
+    """Write a plan file, or check that the one there holds the same positions: shadow models trained
+    on another plan (other --models or --target_share, or an older version) must not be attacked with this one."""
+    if os.path.isfile(path):
+        if not np.array_equal(np.loadtxt(path, dtype=int, ndmin=1), positions):
+            raise UserError(
+                f"{path} holds another plan than these options draw (another --models or --target_share, or a run of an "
+                "older version): use a new --out, or delete the run folder to start again"
+            )
+        return
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, positions, fmt="%d")
 
 
 def statistics(result_file, splits, targets, device):
@@ -102,7 +122,9 @@ def statistics(result_file, splits, targets, device):
         saved = json.load(f)["args"]
     args = argparse.Namespace(**{**saved, "train_positions": None, "compile": False})
     model = build_model(args, splits, device)
-    load_pruned_model(model, state_dict_of(load_checkpoint(unlearn_checkpoint_path(args.save_dir, args.unlearn), device)))
+    # the checkpoint beside the result (a run folder may have been moved since it was written)
+    checkpoint = unlearn_checkpoint_path(os.path.dirname(result_file), args.unlearn)
+    load_pruned_model(model, state_dict_of(load_checkpoint(checkpoint, device)))
     with torch.no_grad():
         logits, labels = predict(model, TensorLoader(splits.train.to(device), targets, batch_size=512))
     return logit_confidence(logits.cpu(), labels.cpu())
@@ -276,7 +298,10 @@ def main():
         if subprocess.run(cmd, cwd=ROOT).returncode != 0:
             raise UserError("the sweep of the shadow models did not finish; run the same command again to resume it")
         if args.backend == "slurm":
-            again = f"python scripts/ulira.py {args.grid} --out {args.out} --models {args.models} --attack_only"
+            again = (
+                f"python scripts/ulira.py {args.grid} --out {args.out} --models {args.models} --target_share {args.target_share} "
+                f"--spread {args.spread} --gpu {args.gpu} --attack_only"
+            )
             print(f"submitted; when the arrays are done: {again}")
             return
     from utils import get_device
