@@ -9,7 +9,7 @@ commands run verbatim) and say so in their help.
 import argparse
 
 from dataset import DATASETS
-from models import model_dict
+from models import IMAGENET_STEM_ARCHS, model_dict
 from unlearn import METHODS, method_options
 from unlearn.fisher import ORIGINAL_ALPHA
 
@@ -27,7 +27,12 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     parser = OneLineErrorParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     data = parser.add_argument_group("data")
-    data.add_argument("--data", type=str, default="../data", help="folder holding CIFAR-10/100 or SVHN (torchvision layout)")
+    data.add_argument(
+        "--data",
+        type=str,
+        default="../data",
+        help="folder holding CIFAR-10/100 or SVHN (torchvision layout), or ImageNet (train/<wnid>/, val/<wnid>/)",
+    )
     data.add_argument(
         "--dataset",
         type=str,
@@ -37,7 +42,12 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     )
     data.add_argument("--input_size", type=int, default=32, help="input size in pixels (informational: set by the dataset)")
     data.add_argument("--data_dir", type=str, default="./tiny-imagenet-200", help="Tiny-ImageNet folder (read, never modified)")
-    data.add_argument("--num_workers", type=int, default=4, help="accepted for compatibility; data is held as tensors, no worker processes")
+    data.add_argument(
+        "--num_workers",
+        type=int,
+        default=4,
+        help="--dataset imagenet: processes decoding images (the other datasets are held as tensors and use none)",
+    )
     data.add_argument("--num_classes", type=int, default=10, help="accepted for compatibility; the dataset sets the number of classes")
     data.add_argument("--no-aug", dest="no_aug", action="store_true", default=False, help="no training augmentation")
     data.add_argument(
@@ -64,10 +74,16 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     model.add_argument("--arch", type=str, default="resnet18", choices=sorted(model_dict), help="model architecture")
     model.add_argument("--imagenet_arch", action="store_true", help="ImageNet stem (7x7 conv, max-pool) for resnet18/resnet50")
     model.add_argument(
-        "--train_y_file", type=str, default="./labels/train_ys.pth", help="accepted for compatibility; ImageNet is not supported"
+        "--train_y_file",
+        type=str,
+        default="./labels/train_ys.pth",
+        help="accepted for compatibility; ImageNet's labels come from its class folders",
     )
     model.add_argument(
-        "--val_y_file", type=str, default="./labels/val_ys.pth", help="accepted for compatibility; ImageNet is not supported"
+        "--val_y_file",
+        type=str,
+        default="./labels/val_ys.pth",
+        help="accepted for compatibility; ImageNet's labels come from its class folders",
     )
 
     general = parser.add_argument_group("general")
@@ -95,6 +111,12 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     speed.add_argument("--amp", action="store_true", help="train in bfloat16 autocast")
     speed.add_argument("--channels_last", action="store_true", help="channels-last memory format for the model and its inputs")
     speed.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps; same state-dict keys)")
+    speed.add_argument(
+        "--sync_bn",
+        action="store_true",
+        help="under torchrun on GPUs: batch norm with the statistics of the global batch (SyncBatchNorm); "
+        "without it each process normalises by its own share",
+    )
 
     pruning = parser.add_argument_group("pruning")
     pruning.add_argument("--prune", type=str, default="omp", help="pruning method of main_backdoor.py")
@@ -184,6 +206,8 @@ def parse_args(argv=None):
             setattr(args, option, value)
     if args.alpha is None:
         args.alpha = ORIGINAL_ALPHA
+    if args.dataset == "imagenet" and args.arch in IMAGENET_STEM_ARCHS:
+        args.imagenet_arch = True  # 224-pixel images: the 7x7 stem and max-pool, as torchvision's ResNets
     if args.indexes_to_replace is not None:
         if {"class_to_replace", "num_indexes_to_replace"} & given:
             parser.error("--indexes_to_replace lists the forget set itself: drop --class_to_replace / --num_indexes_to_replace")

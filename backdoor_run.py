@@ -75,6 +75,8 @@ def trojaned_model(args, run, splits, original_state):
 def cleanse(args):
     """Poison, train and prune (or load --mask), unlearn the poison, measure the attack: main_backdoor.py, its options checked."""
     # Every check first: the --mask file and its fit, the data, the poison count.
+    if args.dataset == "imagenet":
+        raise UserError("main_backdoor.py poisons images held in memory; --dataset imagenet is streamed from disk and not supported here")
     original_state = None
     if os.path.isfile(args.mask):
         original_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")

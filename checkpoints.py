@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+import distributed
 import paths
 from utils import UserError
 
@@ -29,7 +30,26 @@ UMASK = _current_umask()  # read once, at import (os.umask can only be read by s
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it onto `path` only on success."""
+    """Yield a temporary path beside `path`; rename it onto `path` only on success.
+
+    Under several processes (distributed.py) only rank 0 writes: the others write to
+    /dev/null, and every rank waits until the file is in place, so that what one rank reads
+    next is what rank 0 wrote.
+    """
+    if distributed.active():
+        if distributed.is_main():
+            with _atomic_path(path) as tmp:
+                yield tmp
+        else:
+            yield os.devnull
+        distributed.barrier()
+        return
+    with _atomic_path(path) as tmp:
+        yield tmp
+
+
+@contextmanager
+def _atomic_path(path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")

@@ -10,6 +10,7 @@ Splits (docs/algorithms.md §2): the val set is 10% of every class of the traini
 drawn with seed 1 whatever `--seed` is, so every script sees the same training split.
 """
 
+import copy
 import logging
 import math
 import os
@@ -40,6 +41,10 @@ class ImageSet:
 
     def to(self, device):
         return ImageSet(self.images.to(device), self.labels.to(device))
+
+    def select(self, positions):
+        """The images at `positions` (an index array), as a new ImageSet."""
+        return ImageSet(self.images[positions], self.labels[positions])
 
 
 @dataclass
@@ -86,6 +91,15 @@ class Splits:
     augment: Augment | None = None
     info: dict = field(default_factory=dict)
 
+    @property
+    def input_shape(self):
+        """C x H x W of the images the model sees."""
+        if isinstance(self.train, ImageSet):
+            return tuple(self.train.images.shape[1:])
+        from image_folder import CROP
+
+        return (3, CROP, CROP)
+
 
 class TensorLoader:
     """Batches of `(images float [0,1], labels)` from an index array into an ImageSet.
@@ -116,6 +130,8 @@ class TensorLoader:
     def labels(self):
         return self.data.labels[self.indices.to(self.data.labels.device)]
 
+    part = None  # (rank, world): yield only that rank's share of every batch (split_for_rank)
+
     def __iter__(self):
         order = self.indices
         if self.shuffle:
@@ -123,10 +139,30 @@ class TensorLoader:
         device = self.data.images.device
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size].to(device)
+            if self.part is not None and len(idx) < self.part[1]:
+                continue  # fewer images than processes: every rank skips them alike
             images = self.data.images[idx]
             if self.augment is not None:
+                # the whole global batch, so that every rank draws what one process would
                 images = self.augment(images, self.generator)
-            yield images.float().div_(255), self.data.labels[idx]
+            labels = self.data.labels[idx]
+            if self.part is not None:
+                keep = slice(*rank_share(len(idx), *self.part))
+                images, labels = images[keep], labels[keep]
+            yield images.float().div_(255), labels
+
+    def split_for_rank(self, rank, world):
+        """This loader (its generator shared) yielding only `rank`'s share of each batch of `world` ranks."""
+        view = copy.copy(self)
+        view.part = (rank, world)
+        return view
+
+    def batch_block(self, start, stop):
+        """Batches start..stop-1 of this unshuffled loader, as a loader of its own."""
+        if self.shuffle:
+            raise ValueError("batch_block splits an unshuffled loader")
+        block = self.indices[start * self.batch_size : stop * self.batch_size]
+        return TensorLoader(self.data, block, self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
 
     def in_order(self, batch_size=None, limit=None):
         """The same samples (the first `limit` of them) and augmentation, in dataset order."""
@@ -147,13 +183,35 @@ class TensorLoader:
 # ---------------------------------------------------------------- any loader the methods get
 
 
+def rank_share(count, rank, world):
+    """(start, stop): rank's contiguous share of `count` items split as evenly as possible over `world` ranks."""
+    base, extra = divmod(count, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def make_loader(data, indices=None, batch_size=256, shuffle=False, augment=None, seed=0):
+    """A TensorLoader over an ImageSet, a StreamLoader over a FolderSet (ImageNet, read from disk)."""
+    if isinstance(data, ImageSet):
+        return TensorLoader(data, indices, batch_size, shuffle, augment, seed)
+    from image_folder import StreamLoader
+
+    return StreamLoader(data, indices, batch_size, shuffle, augment, seed)
+
+
+def _is_ours(loader):
+    from image_folder import StreamLoader
+
+    return isinstance(loader, (TensorLoader, StreamLoader))
+
+
 def in_order(loader, batch_size=None, limit=None):
     """The loader's samples (the first `limit` of them) in dataset order, unshuffled.
 
     A TensorLoader keeps its augmentation; an ordinary `torch.utils.data.DataLoader` (how
     code built on the original calls a method) keeps its dataset and its transform.
     """
-    if isinstance(loader, TensorLoader):
+    if _is_ours(loader):
         return loader.in_order(batch_size=batch_size, limit=limit)
     from torch.utils.data import DataLoader, Subset
 
@@ -173,8 +231,8 @@ def in_order(loader, batch_size=None, limit=None):
 def with_batch_size(loader, batch_size, augment=True):
     """The same samples and shuffling in batches of `batch_size` (a loader of its own), with the
     loader's augmentation or, `augment=False`, none (an ordinary DataLoader keeps its dataset's transforms)."""
-    if isinstance(loader, TensorLoader):
-        return TensorLoader(loader.data, loader.indices, batch_size, loader.shuffle, loader.augment if augment else None, loader.seed)
+    if _is_ours(loader):
+        return type(loader)(loader.data, loader.indices, batch_size, loader.shuffle, loader.augment if augment else None, loader.seed)
     from torch.utils.data import DataLoader, RandomSampler
 
     shuffle = isinstance(loader.sampler, RandomSampler)
@@ -183,7 +241,7 @@ def with_batch_size(loader, batch_size, augment=True):
 
 def num_samples(loader):
     """How many samples a TensorLoader or a DataLoader holds."""
-    return loader.num_samples if isinstance(loader, TensorLoader) else len(loader.dataset)
+    return loader.num_samples if _is_ours(loader) else len(loader.dataset)
 
 
 # ---------------------------------------------------------------- the fixed splits
@@ -423,6 +481,14 @@ def load_fashion_mnist(data_dir):
     return Splits("fashionmnist", train_set, val_set, test_set, augment=Augment(32, 4, flip=True), **stats)
 
 
+def load_imagenet_splits(data_dir, num_workers):
+    """ImageNet-1k from an ImageFolder tree, streamed (image_folder.py); val and test are both the official val set."""
+    from image_folder import IMAGENET_MEAN, IMAGENET_STD, load_imagenet, train_transform
+
+    train, val, num_classes = load_imagenet(data_dir, num_workers)
+    return Splits("imagenet", train, val, val, num_classes=num_classes, mean=IMAGENET_MEAN, std=IMAGENET_STD, augment=train_transform())
+
+
 DATASETS = {
     "cifar10": lambda args: load_cifar("cifar10", args.data),
     "cifar100": lambda args: load_cifar("cifar100", args.data),
@@ -430,12 +496,14 @@ DATASETS = {
     "TinyImagenet": lambda args: load_tiny_imagenet(args.data_dir),
     "digits": lambda args: load_digits_splits(),
     "fashionmnist": lambda args: load_fashion_mnist(args.data),
+    "imagenet": lambda args: load_imagenet_splits(args.data, args.num_workers),
 }
 
 
 # Classes and image side of each dataset, known before loading (for early option checks).
 DATASET_SHAPES = {
     "cifar10": (10, 32), "cifar100": (100, 32), "svhn": (10, 32), "TinyImagenet": (200, 64), "digits": (10, 32), "fashionmnist": (10, 32),
+    "imagenet": (1000, 224),
 }  # fmt: skip
 CAP_SEED = 1  # the subsets kept by --train_per_class / --test_per_class, whatever --seed is
 
@@ -445,13 +513,13 @@ def keep_per_class(image_set, per_class, seed=CAP_SEED):
     labels = image_set.labels.numpy()
     rng = np.random.RandomState(seed)
     keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]))
-    return ImageSet(image_set.images[keep], image_set.labels[keep])
+    return image_set.select(keep)
 
 
 def keep_positions(image_set, value):
     """The training images at the positions --train_positions lists (sorted, each once)."""
     keep = checked_positions(parse_indexes(value, "--train_positions"), len(image_set), "--train_positions")
-    return ImageSet(image_set.images[keep], image_set.labels[keep])
+    return image_set.select(keep)
 
 
 def load_dataset(args):

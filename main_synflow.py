@@ -38,8 +38,7 @@ def main():
     resumed = resume_if_asked(run, args)
     open_save_dir(args.save_dir, PRUNING_RUN_OUTPUTS, resume=args.resume)
     if not resumed:
-        shape = tuple(splits.train.images.shape[1:])
-        mask = pruner.synflow_mask(run.model, None, args.rate, args.synflow_rounds, shape)
+        mask = pruner.synflow_mask(run.model, None, args.rate, args.synflow_rounds, splits.input_shape)
         pruner.apply_mask(run.model, mask)
         run.new_optimizer()
         log.info("SynFlow: %d rounds, conv sparsity %.2f%%", args.synflow_rounds, pruner.sparsity(mask))

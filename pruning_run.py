@@ -14,7 +14,7 @@ import os
 import arg_parser
 import pruner
 from checkpoints import atomic_save_json, atomic_torch_save, load_checkpoint, save_checkpoint, state_dict_of
-from dataset import TensorLoader, load_dataset
+from dataset import load_dataset, make_loader
 from paths import best_checkpoint_path, checkpoint_path, imp_summary_path, rewind_weight_path, training_curve_path
 from trainer import build_model, evaluate, make_optimizer, make_scheduler, parse_milestones, plot_training_curve, train_epoch
 from utils import UserError, get_device, rng_state, set_rng_state, setup_seed
@@ -204,9 +204,9 @@ def setup_run(args, splits=None, train_set=None):
     model = build_model(args, splits, device)
     train = train_set if train_set is not None else splits.train
     loaders = (
-        TensorLoader(train.to(device), batch_size=args.batch_size, shuffle=True, augment=splits.augment, seed=args.train_seed),
-        TensorLoader(splits.val.to(device), batch_size=args.batch_size),
-        TensorLoader(splits.test.to(device), batch_size=args.batch_size),
+        make_loader(train.to(device), batch_size=args.batch_size, shuffle=True, augment=splits.augment, seed=args.train_seed),
+        make_loader(splits.val.to(device), batch_size=args.batch_size),
+        make_loader(splits.test.to(device), batch_size=args.batch_size),
     )
     return ImpRun(args, model, loaders, device), splits
 

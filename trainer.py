@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from utils import device_synchronize
+import distributed
+from utils import UserError, device_synchronize
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -56,7 +57,11 @@ def build_model(args, splits, device):
 
 
 def apply_speed_options(model, args):
-    """--channels_last and --compile on a model (in place; state-dict keys unchanged)."""
+    """--sync_bn, --channels_last and --compile on a model (in place; state-dict keys unchanged)."""
+    if getattr(args, "sync_bn", False) and distributed.active():
+        if next(model.parameters()).device.type != "cuda":
+            raise UserError("--sync_bn: PyTorch's synchronised batch norm runs on GPUs only; leave it out on the CPU")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if getattr(args, "channels_last", False):
         model.to(memory_format=torch.channels_last)
     if getattr(args, "compile", False):
@@ -94,12 +99,14 @@ def train_epoch(
     to `device`.
     """
     model.train()
+    forward_model = distributed.wrap(model)
+    loader = distributed.split_batches(loader)
     steps = len(loader)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    seen = torch.zeros((), device=device, dtype=torch.long)
     start = time.perf_counter()
-    bar = tqdm(loader, total=steps, desc=f"{desc} epoch {epoch}", leave=False, dynamic_ncols=True, disable=None)
+    bar = tqdm(loader, total=steps, desc=f"{desc} epoch {epoch}", leave=False, dynamic_ncols=True, disable=_quiet())
     for step, (images, labels) in enumerate(bar):
         if epoch < warmup_epochs:
             _set_lr(optimizer, base_lr * min(1.0, (epoch * steps + step + 1) / (warmup_epochs * steps)))
@@ -109,7 +116,12 @@ def train_epoch(
         if relabel is not None:
             labels = relabel(images, labels)
         loss_of = loss_fn or partial(_cross_entropy, loss_sign=loss_sign, label_smoothing=label_smoothing)
-        forward_and_loss = partial(_forward_and_loss, model, images, labels, loss_of, penalty, amp)
+        weight = len(labels)  # of this batch's loss in the epoch's mean
+        if distributed.active():
+            global_count = _global_count(len(labels), device)
+            loss_of = partial(_share_of_global_batch, loss_of, global_count)
+            weight = global_count / distributed.world_size()  # the ranks' scaled losses, so weighted, sum to the batch's
+        forward_and_loss = partial(_forward_and_loss, forward_model, images, labels, loss_of, penalty, amp)
         logits, loss = forward_and_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -117,11 +129,14 @@ def train_epoch(
             optimizer.step(partial(_gradient_again, optimizer, forward_and_loss))
         else:
             optimizer.step()
-        total_loss += loss.detach() * len(labels)
+        total_loss += loss.detach() * weight
         correct += (logits.detach().argmax(1) == labels).sum()
         seen += len(labels)
     device_synchronize(device)
     seconds = time.perf_counter() - start
+    if distributed.active():  # the loss and accuracy of the whole epoch, the same on every rank
+        total_loss, correct, seen = distributed.all_reduce_sum_(torch.stack([total_loss.double(), correct.double(), seen.double()]))
+    seen = int(seen.item())
     result = {
         "loss": total_loss.item() / max(seen, 1),
         "acc": 100.0 * correct.item() / max(seen, 1),
@@ -133,6 +148,25 @@ def train_epoch(
 
 def _cross_entropy(logits, images, labels, loss_sign=1.0, label_smoothing=0.0):
     return loss_sign * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
+def _quiet():
+    """tqdm's `disable`: None (a bar when on a terminal) on rank 0, no bar on the other ranks."""
+    return None if distributed.is_main() else True
+
+
+def _global_count(count, device):
+    """How many images the global batch holds: this rank's `count` summed over the ranks."""
+    return int(distributed.all_reduce_sum_(torch.tensor(count, device=device)))
+
+
+def _share_of_global_batch(loss_of, global_count, logits, images, labels):
+    """This rank's mean loss weighted by its share of the global batch, times the number of ranks.
+
+    DistributedDataParallel averages the ranks' gradients; with these weights the average is
+    the gradient of the global batch's mean loss, also when the ranks' shares differ by one.
+    """
+    return loss_of(logits, images, labels) * (len(labels) * distributed.world_size() / global_count)
 
 
 def _forward_and_loss(model, images, labels, loss_of, penalty, amp):
@@ -158,12 +192,21 @@ def predict(model, loader):
     model.eval()
     device = next(model.parameters()).device
     logits, labels = [], []
-    for images, target in loader:
+    for images, target in distributed.batch_block(loader):
         logits.append(model(images.to(device)))
         labels.append(target.to(device))
+    if distributed.shares_batches(loader):  # every rank predicted a block of the batches: all of them, in order, on every rank
+        classes = _output_size(model)
+        logits = distributed.gather_cat(torch.cat(logits) if logits else torch.empty(0, classes, device=device))
+        labels = distributed.gather_cat(torch.cat(labels) if labels else torch.empty(0, dtype=torch.long, device=device))
+        return logits, labels
     if not logits:
         return torch.empty(0), torch.empty(0, dtype=torch.long)
     return torch.cat(logits), torch.cat(labels)
+
+
+def _output_size(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
 
 
 def evaluate(model, loader):

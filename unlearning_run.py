@@ -19,7 +19,7 @@ import evaluation
 import pruner
 import unlearn
 from checkpoints import atomic_save_json, atomic_save_npy, atomic_torch_save, load_checkpoint, state_dict_of
-from dataset import TensorLoader, load_dataset, select_forget_set, unlearning_positions
+from dataset import load_dataset, make_loader, select_forget_set, unlearning_positions
 from paths import eval_json_path, eval_result_path, forget_indexes_path, unlearn_checkpoint_path, unlearning_outputs
 from trainer import build_model
 from unlearn.loop import NonFiniteWeights, check_finite, epoch_checkpoints
@@ -63,8 +63,8 @@ def method_loaders(train, retain, forget, val_loader, test_loader, args, augment
     """The loaders a method sees: retain and forget shuffled (seeded by --seed) with the training augmentation."""
     bs = args.batch_size
     return {
-        "retain": TensorLoader(train, retain, bs, shuffle=True, augment=augment, seed=args.seed),
-        "forget": TensorLoader(train, forget, bs, shuffle=True, augment=augment, seed=args.seed),
+        "retain": make_loader(train, retain, bs, shuffle=True, augment=augment, seed=args.seed),
+        "forget": make_loader(train, forget, bs, shuffle=True, augment=augment, seed=args.seed),
         "val": val_loader,
         "test": test_loader,
     }
@@ -74,11 +74,11 @@ def build_loaders(splits, positions, args, device):
     """Loaders the methods train on (shuffled, augmented) and the evaluation loaders."""
     train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
     bs = args.batch_size
-    val_loader, test_loader = TensorLoader(val, positions["val"], bs), TensorLoader(test, positions["test"], bs)
+    val_loader, test_loader = make_loader(val, positions["val"], bs), make_loader(test, positions["test"], bs)
     for_method = method_loaders(train, positions["retain"], positions["forget"], val_loader, test_loader, args, splits.augment)
     for_evaluation = {
-        "retain": TensorLoader(train, positions["retain"], bs),
-        "forget": TensorLoader(train, positions["forget"], bs),
+        "retain": make_loader(train, positions["retain"], bs),
+        "forget": make_loader(train, positions["forget"], bs),
         "val": val_loader,
         "test": test_loader,
     }

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+import distributed
 import paths
 
 log = logging.getLogger("unlearn_sparse")
@@ -31,8 +32,13 @@ class Preempted(Exception):
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a job killed by it
 
 
+_stopped_by = None  # the signal's name once SIGTERM arrived
+
+
 def _raise_preempted(signum, frame):
-    raise Preempted(signal.Signals(signum).name)
+    global _stopped_by
+    _stopped_by = signal.Signals(signum).name
+    raise Preempted(_stopped_by)
 
 
 def run_cli(main):
@@ -46,14 +52,21 @@ def run_cli(main):
     """
     signal.signal(signal.SIGTERM, _raise_preempted)
     try:
+        distributed.init()
+        if not distributed.is_main():
+            sys.stdout = open(os.devnull, "w")  # rank 0 prints the results; errors still reach stderr
         main()
+        distributed.finish()
     except UserError as err:
         _drop_held_logs()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except Preempted as stop:
+    except Exception as stop:
+        # Under torchrun a rank waiting in a collective sees its peer stop as a broken connection.
+        if not isinstance(stop, Preempted) and _stopped_by is None:
+            raise
         _release_held_logs()
-        print(f"stopped by {stop}: rerun the same command with --resume to continue from the last saved checkpoint", file=sys.stderr)
+        print(f"stopped by {_stopped_by}: rerun the same command with --resume to continue from the last saved checkpoint", file=sys.stderr)
         sys.exit(PREEMPTED_EXIT_CODE)
 
 
@@ -68,7 +81,7 @@ def setup_logging():
     _held_logs = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1, target=stream, flushOnClose=False)
     root = logging.getLogger()
     root.handlers = [_held_logs]
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.INFO if distributed.is_main() else logging.WARNING)  # one log, rank 0's
 
 
 def _release_held_logs():
@@ -99,6 +112,16 @@ def open_save_dir(save_dir, finished_files=(), resume=False):
     and a warning names that folder: nothing is destroyed silently.
     """
     _release_held_logs()
+    if not distributed.is_main():  # rank 0 makes the folder and keeps earlier results aside
+        distributed.barrier()
+        return None
+    try:
+        return _open_save_dir(save_dir, finished_files, resume)
+    finally:
+        distributed.barrier()
+
+
+def _open_save_dir(save_dir, finished_files, resume):
     os.makedirs(save_dir, exist_ok=True)
     if resume:
         return None
@@ -121,7 +144,12 @@ def open_save_dir(save_dir, finished_files=(), resume=False):
 
 
 def get_device(gpu=0):
-    """CUDA device `gpu` when CUDA exists, else Apple MPS when present, else the CPU."""
+    """CUDA device `gpu` when CUDA exists, else Apple MPS when present, else the CPU.
+
+    Under torchrun each process takes the GPU of its LOCAL_RANK, whatever --gpu says.
+    """
+    if torch.cuda.is_available() and distributed.launched():
+        return torch.device("cuda", distributed.local_rank())
     if torch.cuda.is_available():
         if not 0 <= gpu < torch.cuda.device_count():
             raise UserError(f"--gpu {gpu}: this machine has {torch.cuda.device_count()} CUDA device(s)")

@@ -38,7 +38,7 @@ def commands(page):
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
-            if words and words[0] in ("python", "make", "bash"):
+            if words and words[0] in ("python", "make", "bash", "torchrun"):
                 found.append((os.path.relpath(page, ROOT), words))
     return found
 
@@ -67,6 +67,12 @@ def help_text(script):
 
 
 @functools.cache
+def torchrun_help():
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--help"], capture_output=True, text=True, timeout=120)
+    return result.stdout
+
+
+@functools.cache
 def make_targets():
     with open(os.path.join(ROOT, "Makefile")) as f:
         return set(re.findall(r"^([a-z][a-z-]*):", f.read(), flags=re.M))
@@ -80,6 +86,12 @@ def test_every_command_on_every_page_runs_as_written(page, words):
     if words[0] == "bash":
         assert os.path.isfile(os.path.join(ROOT, words[1])), f"{page}: {words[1]} not found"
         return
+    if words[0] == "torchrun":  # torchrun's own options, then a script with its options
+        at = next(i for i, word in enumerate(words) if word.endswith(".py"))
+        for word in words[1:at]:
+            if word.startswith("--"):
+                assert word.split("=")[0] in torchrun_help(), f"{page}: torchrun has no option {word}"
+        words = ["python", *words[at:]]
     args = words[2:] if words[1] == "-u" else words[1:]
     script, options = args[0], args[1:]
     assert os.path.isfile(os.path.join(ROOT, script)), f"{page}: {script} not found"
@@ -128,3 +140,17 @@ def test_the_options_table_and_the_methods_table_name_every_registered_method():
     for name in unlearn.METHODS:
         assert f"`{name}`" in row, f"docs/commands.md's --unlearn row lacks {name}"
         assert f"| `{name}` |" in methods, f"docs/methods.md's table lacks {name}"
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "scripts", "slurm", "*.sbatch"))), ids=os.path.basename)
+def test_the_slurm_examples_are_valid_bash_and_their_commands_parse(path):
+    assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0
+    with open(path) as f:
+        text = f.read().replace("\\\n", " ")
+    runs = [shlex.split(line, comments=True) for line in text.splitlines() if line.startswith("srun torchrun")]
+    assert runs, f"{path}: no srun torchrun line"
+    for words in runs:
+        at = next(i for i, word in enumerate(words) if word.endswith(".py"))
+        assert all(w.split("=")[0] in torchrun_help() for w in words[2:at] if w.startswith("--"))
+        assert words[at] in ENTRY_SCRIPTS
+        arg_parser.parse_args(filled(words[at + 1 :]))

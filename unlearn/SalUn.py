@@ -20,6 +20,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+import distributed
 from checkpoints import atomic_torch_save, load_checkpoint
 from dataset import in_order
 from paths import saliency_mask_path
@@ -45,10 +46,11 @@ def saliency_mask(model, forget_loader, ratio):
     named = [(saliency_key(name), p) for name, p in model.named_parameters()]
     device = named[0][1].device
     total = [torch.zeros_like(p) for _, p in named]
-    for images, labels in forget_loader:
+    for images, labels in distributed.batch_block(forget_loader):  # under torchrun: a block per rank, summed below
         loss = F.cross_entropy(model(images.to(device)), labels.to(device))
         for acc, grad in zip(total, torch.autograd.grad(loss, [p for _, p in named])):
             acc.add_(grad)
+    distributed.sum_over_ranks_(total, forget_loader)
     buffers = dict(model.named_buffers())
     alive = torch.cat([(buffers.get(f"{name}_mask", torch.ones_like(p)) != 0).flatten() for name, p in named])
     scores = torch.cat([t.abs().flatten() for t in total]).masked_fill(~alive, -1.0)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+import distributed
 from dataset import in_order
 from utils import UserError, device_synchronize
 
@@ -93,7 +94,8 @@ def fisher_diagonal(model, loader, num_classes, method=None):
 
     chooser = None
     batches = 0
-    for images, _ in tqdm(loader, desc="FF Fisher", leave=False, disable=None):
+    # under torchrun each rank takes a block of the batches; the sums are added up below
+    for images, _ in tqdm(distributed.batch_block(loader), desc="FF Fisher", leave=False, disable=None):
         images = images.to(device)
         chooser = chooser or FastestMethod(candidates, key=(type(model), device, tuple(images.shape), num_classes))
         chooser.run_batch(accumulate, images)
@@ -101,7 +103,9 @@ def fisher_diagonal(model, loader, num_classes, method=None):
     if grouped is not None:
         for p, part in grouped.result().items():
             fisher[p].add_(part)
-    return [fisher[p] / max(batches, 1) for p in params]
+    count = torch.tensor(float(batches), device=device)
+    distributed.sum_over_ranks_([*fisher.values(), count], loader)
+    return [fisher[p] / max(count.item(), 1) for p in params]
 
 
 class FastestMethod:
@@ -333,12 +337,14 @@ def per_sample_fisher(model, loader, chunk_size=None):
 
     d log p_y / d theta is minus the per-sample cross-entropy gradient.
     """
-    total, n = None, 0
-    for grads in retain_gradient_stream(model, loader, chunk_size, desc="Fisher per-sample gradients"):
-        squares = (OLD_FISHER_EPSILON - grads).pow_(2).sum(dim=0)
-        total = squares if total is None else total.add_(squares)
+    device = next(model.parameters()).device
+    total = torch.zeros(sum(p.numel() for p in model.parameters()), device=device)
+    n = torch.zeros((), device=device)
+    for grads in retain_gradient_stream(model, distributed.batch_block(loader), chunk_size, desc="Fisher per-sample gradients"):
+        total.add_((OLD_FISHER_EPSILON - grads).pow_(2).sum(dim=0))
         n += len(grads)
-    return total / max(n, 1)
+    distributed.sum_over_ranks_([total, n], loader)
+    return total / max(n.item(), 1)
 
 
 def fisher(data_loaders, model, criterion, args):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from tqdm import tqdm
 
+import distributed
 from dataset import in_order, num_samples
 
 from .method import Method, Option
@@ -70,10 +71,10 @@ def summed_gradient(model, loader):
     params = list(model.parameters())
     device = params[0].device
     total = torch.zeros(sum(p.numel() for p in params), device=device)
-    for images, labels in loader:
+    for images, labels in distributed.batch_block(loader):  # under torchrun each rank sums a block, then all of them
         loss = F.cross_entropy(model(images.to(device)), labels.to(device), reduction="sum")
         total += flat(torch.autograd.grad(loss, params))
-    return total
+    return distributed.sum_over_ranks_([total], loader)[0]
 
 
 def per_sample_gradients(model, images, labels, chunk_size=None):

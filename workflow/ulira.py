@@ -112,7 +112,7 @@ def write_plan_file(path, positions):
 def statistics(result_file, splits, targets, device):
     """The unlearned model's logit-scaled confidence on every target of the full training split."""
     from checkpoints import load_checkpoint, state_dict_of
-    from dataset import TensorLoader
+    from dataset import make_loader
     from evaluation.ulira import logit_confidence
     from paths import unlearn_checkpoint_path
     from pruner import load_pruned_model
@@ -126,7 +126,7 @@ def statistics(result_file, splits, targets, device):
     checkpoint = unlearn_checkpoint_path(os.path.dirname(result_file), args.unlearn)
     load_pruned_model(model, state_dict_of(load_checkpoint(checkpoint, device)))
     with torch.no_grad():
-        logits, labels = predict(model, TensorLoader(splits.train.to(device), targets, batch_size=512))
+        logits, labels = predict(model, make_loader(splits.train.to(device), targets, batch_size=512))
     return logit_confidence(logits.cpu(), labels.cpu())
 
 

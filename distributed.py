@@ -1,0 +1,162 @@
+"""One run over several processes: `torchrun --nproc_per_node N main_imp.py ...` (and across nodes).
+
+Every entry script detects torchrun from its environment (WORLD_SIZE > 1) and joins the
+process group (NCCL on CUDA, gloo on the CPU); with one process nothing here does anything.
+What changes under several processes, and where:
+
+- training (`trainer.train_epoch`): each global batch of --batch_size images is split
+  across the ranks (`split_batches`), the model is wrapped in DistributedDataParallel, and
+  each rank's loss is weighted by its share of the batch, so the gradient is the global
+  batch's mean exactly as in one process;
+- sums over a set (FF's Fisher, IU's gradients, SalUn's saliency) and inference
+  (`trainer.predict`): each rank takes a contiguous block of the batches (`batch_block`);
+  sums are all-reduced, logits gathered in order on every rank;
+- files: only rank 0 writes (checkpoints.py) and logs; the other ranks' stdout is dropped.
+
+The data order and the augmentation come from the loaders' seeded generators, the same on
+every rank, so a checkpoint resumes on any number of processes.
+"""
+
+import logging
+import os
+import weakref
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger("unlearn_sparse")
+
+
+def launched():
+    """True under torchrun (or any launcher that sets WORLD_SIZE) with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init():
+    """Join the process group torchrun describes; nothing for a single process."""
+    if not launched() or dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank())
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()))
+    else:
+        dist.init_process_group("gloo")
+
+
+def finish():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def active():
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size():
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def local_rank():
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main():
+    """The process that writes files and logs: rank 0, or the only one."""
+    return rank() == 0
+
+
+def barrier():
+    if active():
+        dist.barrier()
+
+
+def sum_over_ranks_(tensors, loader):
+    """Sum each of `tensors` in place over the ranks when each went through its own block of `loader`."""
+    if shares_batches(loader):
+        for tensor in tensors:
+            all_reduce_sum_(tensor)
+    return tensors
+
+
+def all_reduce_sum_(tensor):
+    """Sum `tensor` over the ranks, in place; returns it."""
+    if active():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def gather_cat(tensor):
+    """Every rank's `tensor` (the same shape but for the first dimension) concatenated in rank order, on every rank."""
+    if not active():
+        return tensor
+    sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(world_size())]
+    dist.all_gather(sizes, torch.tensor([len(tensor)], device=tensor.device))
+    sizes = [int(s) for s in sizes]
+    padded = torch.zeros((max(sizes), *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[: len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
+# ---------------------------------------------------------------- loaders
+
+
+def _ours(loader):
+    return hasattr(loader, "split_for_rank") and hasattr(loader, "batch_block")
+
+
+def split_batches(loader):
+    """The loader for training: this rank's part of every global batch (itself with one process).
+
+    An ordinary DataLoader is returned as it is: give it a DistributedSampler yourself.
+    """
+    if not active() or not _ours(loader):
+        return loader
+    return loader.split_for_rank(rank(), world_size())
+
+
+def shares_batches(loader):
+    """True when `batch_block` hands each rank a part of this loader (so that results must be summed or gathered)."""
+    return active() and _ours(loader)
+
+
+def batch_block(loader):
+    """The loader for sums and inference: this rank's contiguous block of the loader's batches.
+
+    An ordinary DataLoader is returned as it is: every rank goes through all of it.
+    """
+    if not shares_batches(loader):
+        return loader
+    from dataset import rank_share
+
+    start, stop = rank_share(len(loader), rank(), world_size())
+    return loader.batch_block(start, stop)
+
+
+# ---------------------------------------------------------------- the model
+
+_wrapped = weakref.WeakKeyDictionary()  # model -> (its parameters' ids, its DistributedDataParallel)
+
+
+def wrap(model):
+    """The model to train with: DistributedDataParallel over it under several processes, else itself.
+
+    One wrapper per model, rebuilt when its parameters change (pruning re-parametrises the
+    weights, boundary expanding grows the classifier).
+    """
+    if not active():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    params = tuple(id(p) for p in model.parameters())
+    cached = _wrapped.get(model)
+    if cached is None or cached[0] != params:
+        device = next(model.parameters()).device
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        _wrapped[model] = cached = (params, ddp)
+    return cached[1]

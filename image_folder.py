@@ -1,0 +1,219 @@
+"""ImageNet (or any ImageFolder tree) streamed from disk: the data path that does not fit in memory.
+
+The small datasets are held as uint8 tensors (`dataset.ImageSet`, `dataset.TensorLoader`).
+ImageNet is read where it lies, `<data>/train/<wnid>/*.JPEG` and `<data>/val/<wnid>/*.JPEG`
+(the validation images sorted into class folders, as `valprep.sh` leaves them), and each
+batch is decoded in `--num_workers` worker processes. A `FolderSet` is the list of files and
+labels; a `StreamLoader` has the interface of a TensorLoader (seeded shuffling whose state
+a checkpoint keeps, `in_order`, `subset`), so every method and metric takes either.
+
+Augmentation is ImageNet's standard one (RandomResizedCrop 224 and a horizontal flip for
+training; Resize 256 and CenterCrop 224 for evaluation), drawn per image from a seed made of
+the epoch's draw from the loader's generator and the image's position in the loader: the same
+image gets the same crop whatever the number of workers (or, later, of processes).
+Normalisation is the model's first layer, as for the other datasets. Nothing under --data is
+written.
+"""
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dataset import rank_share
+from utils import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CROP, RESIZE = 224, 256
+SEED_MODULUS = 2**62  # per-image seeds stay inside torch.manual_seed's range
+
+
+def train_transform():
+    from torchvision import transforms
+
+    return transforms.Compose([transforms.RandomResizedCrop(CROP), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+
+
+def eval_transform():
+    from torchvision import transforms
+
+    return transforms.Compose([transforms.Resize(RESIZE), transforms.CenterCrop(CROP), transforms.ToTensor()])
+
+
+@dataclass
+class FolderSet:
+    """Image files and their labels, decoded when a batch asks for them.
+
+    Has what the rest of the code reads of an `ImageSet`: `labels`, `len()`, `to()` (a no-op:
+    images reach the device batch by batch) and `select()`.
+    """
+
+    paths: list
+    labels: torch.Tensor  # int64, N
+    num_workers: int = 0  # decoding processes of every loader over this set
+
+    def __len__(self):
+        return len(self.labels)
+
+    def to(self, device):
+        return self
+
+    def select(self, positions):
+        positions = np.asarray(positions, dtype=np.int64)
+        return FolderSet([self.paths[i] for i in positions], self.labels[torch.from_numpy(positions)], self.num_workers)
+
+
+class _Decoded(torch.utils.data.Dataset):
+    """Position i of a FolderSet decoded and transformed; random transforms seeded by (base_seed, i)."""
+
+    def __init__(self, data, transform, base_seed=None):
+        self.data, self.transform, self.base_seed = data, transform, base_seed
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, position):
+        from PIL import Image
+
+        with Image.open(self.data.paths[position]) as img:
+            img = img.convert("RGB")
+        if self.base_seed is None:
+            return self.transform(img), self.data.labels[position]
+        # torchvision's random transforms draw from torch's global generator: seed it for this
+        # image; in the main process (no workers), leave the run's own state as it was.
+        seed = (self.base_seed + position) % SEED_MODULUS
+        if torch.utils.data.get_worker_info() is not None:
+            torch.manual_seed(seed)
+            return self.transform(img), self.data.labels[position]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(img), self.data.labels[position]
+
+
+class StreamLoader:
+    """Batches of `(images float [0,1], labels)` decoded from a FolderSet, in worker processes.
+
+    The same contract as `dataset.TensorLoader`: `indices` are positions in the set;
+    shuffling and the augmentation's seeds come from one seeded generator whose state
+    a checkpoint keeps (`generator_state`). `augment` is a torchvision transform for
+    training; None means the evaluation transform.
+    """
+
+    def __init__(self, data, indices=None, batch_size=256, shuffle=False, augment=None, seed=0):
+        self.data = data
+        if indices is None:
+            indices = torch.arange(len(data))
+        self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = augment
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    @property
+    def num_samples(self):
+        return len(self.indices)
+
+    @property
+    def labels(self):
+        return self.data.labels[self.indices]
+
+    part = None  # (rank, world): yield only that rank's share of every batch (split_for_rank)
+
+    def __iter__(self):
+        order = self.indices
+        if self.shuffle:
+            order = order[torch.randperm(len(order), generator=self.generator)]
+        base_seed = None
+        if self.augment is not None:
+            base_seed = int(torch.randint(SEED_MODULUS, (1,), generator=self.generator))
+        decoded = _Decoded(self.data, self.augment or eval_transform(), base_seed)
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if self.part is not None:  # only this rank's share is decoded; the seeds make it what one process would see
+            rank, world = self.part
+            batches = [batch[slice(*rank_share(len(batch), rank, world))] for batch in batches if len(batch) >= world]
+        loader = torch.utils.data.DataLoader(
+            decoded,
+            batch_sampler=[batch.tolist() for batch in batches],
+            num_workers=self.data.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+        yield from loader
+
+    def split_for_rank(self, rank, world):
+        """This loader (its generator shared) yielding only `rank`'s share of each batch of `world` ranks."""
+        view = copy.copy(self)
+        view.part = (rank, world)
+        return view
+
+    def batch_block(self, start, stop):
+        """Batches start..stop-1 of this unshuffled loader, as a loader of its own."""
+        if self.shuffle:
+            raise ValueError("batch_block splits an unshuffled loader")
+        block = self.indices[start * self.batch_size : stop * self.batch_size]
+        return StreamLoader(self.data, block, self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
+
+    def in_order(self, batch_size=None, limit=None):
+        """The same samples (the first `limit` of them) and augmentation, in dataset order."""
+        indices = self.indices[:limit]
+        return StreamLoader(self.data, indices, batch_size or self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
+
+    def subset(self, start=None, stop=None):
+        """Positions `start:stop` of this loader's samples (in dataset order), evaluation transform."""
+        return StreamLoader(self.data, self.indices[start:stop], self.batch_size, shuffle=False, augment=None, seed=self.seed)
+
+    def generator_state(self):
+        return self.generator.get_state()
+
+    def set_generator_state(self, state):
+        self.generator.set_state(state.cpu())
+
+
+# ---------------------------------------------------------------- reading the folders
+
+
+def _layout(data_dir):
+    return f"{os.path.join(data_dir, 'train')}/<wnid>/*.JPEG and {os.path.join(data_dir, 'val')}/<wnid>/*.JPEG"
+
+
+def read_folder(folder, what, data_dir, class_to_idx=None):
+    """(paths, labels, class_to_idx) of one split; one line naming the layout when it is not there."""
+    from torchvision.datasets import ImageFolder
+
+    if not os.path.isdir(folder):
+        raise UserError(f"imagenet: {folder} not found (expected {_layout(data_dir)}); set --data to the folder holding train/ and val/")
+    try:
+        found = ImageFolder(folder, loader=lambda path: path)  # the loader is never called: only the listing is kept
+    except FileNotFoundError as err:
+        message = str(err).strip().splitlines()[0]
+        raise UserError(f"imagenet: {what} folder {folder}: {message} (expected {_layout(data_dir)})") from None
+    if class_to_idx is not None:
+        extra = sorted(set(found.classes) - set(class_to_idx))
+        if extra:
+            raise UserError(
+                f"imagenet: {folder} has class folders that train/ has not ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); "
+                "the val images must be sorted into the training classes' folders (valprep.sh)"
+            )
+        names = found.classes
+        samples = [(path, class_to_idx[names[label]]) for path, label in found.samples]
+    else:
+        samples, class_to_idx = found.samples, found.class_to_idx
+    paths = [path for path, _ in samples]
+    labels = torch.tensor([label for _, label in samples], dtype=torch.long)
+    return paths, labels, class_to_idx
+
+
+def load_imagenet(data_dir, num_workers=0):
+    """(train, val, num_classes) FolderSets of an ImageNet tree; test is val, as in the original's ImageNet path."""
+    train_paths, train_labels, class_to_idx = read_folder(os.path.join(data_dir, "train"), "training", data_dir)
+    val_paths, val_labels, _ = read_folder(os.path.join(data_dir, "val"), "validation", data_dir, class_to_idx)
+    train = FolderSet(train_paths, train_labels, num_workers)
+    val = FolderSet(val_paths, val_labels, num_workers)
+    return train, val, len(class_to_idx)

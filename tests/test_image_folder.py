@@ -1,0 +1,175 @@
+"""--dataset imagenet: an ImageFolder tree streamed from disk (image_folder.py), on a tiny tree the tests write."""
+
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_script
+
+from checkpoints import load_checkpoint
+from dataset import load_dataset, make_loader, with_batch_size
+from image_folder import StreamLoader, eval_transform
+from utils import UserError
+
+CLASSES = ("n01440764", "n01443537", "n01484850")
+
+
+def write_tree(root, train_per_class=4, val_per_class=2, classes=CLASSES, val_classes=None):
+    """A tiny ImageNet layout: root/train/<wnid>/*.JPEG, root/val/<wnid>/*.JPEG, images of different sizes."""
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    for split, count, names in (("train", train_per_class, classes), ("val", val_per_class, val_classes or classes)):
+        for c, wnid in enumerate(names):
+            folder = os.path.join(root, split, wnid)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(count):
+                pixels = (rng.rand(30 + 4 * i, 40, 3) * 60 + 80 * c).astype(np.uint8)
+                Image.fromarray(pixels).save(os.path.join(folder, f"{wnid}_{i}.JPEG"))
+    return str(root)
+
+
+def listing(root):
+    """Every file under root with its size and modification time."""
+    return sorted(
+        (p, os.path.getsize(os.path.join(d, p)), os.path.getmtime(os.path.join(d, p))) for d, _, files in os.walk(root) for p in files
+    )
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return write_tree(tmp_path_factory.mktemp("imagenet"))
+
+
+def imagenet_args(data, **extra):
+    return SimpleNamespace(dataset="imagenet", data=data, num_workers=0, no_aug=False, **extra)
+
+
+def test_the_splits_come_from_the_class_folders(tree):
+    splits = load_dataset(imagenet_args(tree))
+    assert splits.num_classes == 3 and len(splits.train) == 12 and len(splits.val) == 6
+    assert splits.test is splits.val  # the official val set is both, as in the original's ImageNet path
+    assert splits.train.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert all(f"/train/{CLASSES[label]}/" in path for path, label in zip(splits.train.paths, splits.train.labels.tolist()))
+    assert splits.input_shape == (3, 224, 224)
+
+
+def test_val_labels_follow_the_training_folders_names(tmp_path):
+    """A val folder holding fewer classes still labels them by the training classes' indices."""
+    root = write_tree(tmp_path, val_classes=CLASSES[1:])
+    splits = load_dataset(imagenet_args(root))
+    assert splits.val.labels.tolist() == [1, 1, 2, 2]
+
+
+def test_evaluation_batches_are_the_standard_transform_of_each_file(tree):
+    from PIL import Image
+
+    splits = load_dataset(imagenet_args(tree))
+    images, labels = next(iter(make_loader(splits.val, [5, 0, 3], batch_size=3)))
+    assert images.shape == (3, 3, 224, 224) and images.dtype == torch.float32
+    assert labels.tolist() == [2, 0, 1]
+    with Image.open(splits.val.paths[3]) as img:
+        expected = eval_transform()(img.convert("RGB"))
+    assert torch.equal(images[2], expected)
+
+
+def epoch_of(loader):
+    return [(images.clone(), labels.clone()) for images, labels in loader]
+
+
+def test_augmentation_is_seeded_per_image_whatever_the_number_of_workers(tree):
+    splits = load_dataset(imagenet_args(tree))
+    one = StreamLoader(splits.train, batch_size=5, shuffle=True, augment=splits.augment, seed=3)
+    splits.train.num_workers = 2
+    two = StreamLoader(splits.train, batch_size=5, shuffle=True, augment=splits.augment, seed=3)
+    try:
+        for first, second in zip(epoch_of(one), epoch_of(two)):
+            assert torch.equal(first[1], second[1]) and torch.equal(first[0], second[0])
+    finally:
+        splits.train.num_workers = 0
+    other_seed = epoch_of(StreamLoader(splits.train, batch_size=12, shuffle=True, augment=splits.augment, seed=4))[0]
+    same_seed = torch.cat([b[0] for b in epoch_of(StreamLoader(splits.train, batch_size=12, shuffle=True, augment=splits.augment, seed=3))])
+    assert not torch.equal(other_seed[0], same_seed)
+    # augmentation changes the pixels: the crops are not the evaluation transform's
+    plain = torch.cat([b[0] for b in epoch_of(StreamLoader(splits.train, batch_size=12, shuffle=True, augment=None, seed=3))])
+    assert not torch.equal(plain, same_seed)
+
+
+def test_a_saved_generator_state_gives_the_same_next_epoch(tree):
+    """What a checkpoint keeps (the loader's generator) is enough to replay the next epoch exactly."""
+    splits = load_dataset(imagenet_args(tree))
+    loader = StreamLoader(splits.train, batch_size=4, shuffle=True, augment=splits.augment, seed=7)
+    epoch_of(loader)
+    state = loader.generator_state()
+    expected = epoch_of(loader)
+    resumed = StreamLoader(splits.train, batch_size=4, shuffle=True, augment=splits.augment, seed=7)
+    resumed.set_generator_state(state)
+    for (a, la), (b, lb) in zip(expected, epoch_of(resumed)):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_the_methods_loader_helpers_keep_a_stream(tree):
+    splits = load_dataset(imagenet_args(tree))
+    loader = make_loader(splits.train, [1, 5, 9], batch_size=2, shuffle=True, augment=splits.augment, seed=1)
+    rebatched = with_batch_size(loader, 3, augment=False)
+    assert isinstance(rebatched, StreamLoader) and rebatched.augment is None and rebatched.num_samples == 3
+    assert next(iter(rebatched))[0].shape[0] == 3
+
+
+def test_caps_keep_a_seeded_subset_of_files(tree):
+    splits = load_dataset(imagenet_args(tree, train_per_class=2, test_per_class=1))
+    assert len(splits.train) == 6 and len(splits.val) == 3
+    assert splits.train.labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("no val", "val not found"),
+        ("empty class", "no valid file"),
+        ("unknown val class", "has class folders that train/ has not"),
+    ],
+)
+def test_a_malformed_tree_gets_one_line_naming_the_layout(tmp_path, damage, message):
+    root = write_tree(tmp_path)
+    if damage == "no val":
+        import shutil
+
+        shutil.rmtree(os.path.join(root, "val"))
+    elif damage == "empty class":
+        for name in os.listdir(os.path.join(root, "train", CLASSES[1])):
+            os.remove(os.path.join(root, "train", CLASSES[1], name))
+    else:
+        os.rename(os.path.join(root, "val", CLASSES[2]), os.path.join(root, "val", "n99999999"))
+    with pytest.raises(UserError) as err:
+        load_dataset(imagenet_args(root))
+    assert message in str(err.value).lower() and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_imagenet_prunes_and_unlearns_end_to_end_without_writing_under_data(tree, tmp_path, digits_masks):
+    before = listing(tree)
+    common = ["--dataset", "imagenet", "--data", tree, "--arch", "resnet18", "--batch_size", "6", "--num_workers", "2"]
+    imp = run_script("main_imp.py", *common, "--epochs", "1", "--pruning_times", "2", "--rewind_epoch", "1", "--save_dir", tmp_path / "imp")
+    assert imp.returncode == 0, imp.stderr
+    sparse = tmp_path / "imp" / "1model_SA_best.pth.tar"
+    checkpoint = load_checkpoint(sparse, "cpu")
+    assert checkpoint["args"]["imagenet_arch"], "resnet18 on ImageNet takes the 7x7 stem"
+    forget = run_script(
+        "main_forget.py", *common, "--mask", sparse, "--unlearn", "FT", "--unlearn_epochs", "1", "--class_to_replace", "1",
+        "--save_dir", tmp_path / "ft",
+    )  # fmt: skip
+    assert forget.returncode == 0, forget.stderr
+    import json
+
+    with open(tmp_path / "ft" / "FTeval_result.json") as f:
+        result = json.load(f)
+    assert result["accuracy"]["forget"] >= 0 and len(np.load(tmp_path / "ft" / "forget_indexes.npy")) == 4
+    assert listing(tree) == before, "nothing under --data is written"
+
+    # A mask trained on another dataset, and the backdoor script, are refused in one line.
+    for script, extra in (("main_forget.py", ["--mask", digits_masks["sparse"], "--unlearn", "FT"]), ("main_backdoor.py", [])):
+        bad = run_script(script, *common, *extra, "--save_dir", tmp_path / "bad")
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
