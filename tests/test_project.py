@@ -64,3 +64,17 @@ def test_every_torch_load_is_weights_only():
                 if "torch.load(" in line and "weights_only=True" not in line and "offenders" not in line:
                     offenders.append(f"{os.path.relpath(path, ROOT)}:{number}")
     assert offenders == []
+
+
+def test_every_top_level_module_is_installed():
+    """pyproject's py-modules lists every module at the root, so an installed copy imports them all."""
+    import glob
+    import os
+
+    import tomllib
+    from conftest import ROOT
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["py-modules"])
+    present = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "*.py"))}
+    assert listed == present
