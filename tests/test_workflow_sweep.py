@@ -456,3 +456,56 @@ def test_a_study_over_independent_original_models_on_digits_is_summarised_with_p
     across = summary.stdout[summary.stdout.index("### Across original models") :]
     iu = next(row for row in across.splitlines() if row.startswith("| IU |"))
     assert "\\*" in iu  # IU does not depend on the unlearning seed under class-wise forgetting
+
+
+# ---------------------------------------------------------------- tasks of several processes (torchrun)
+
+
+def test_a_task_of_several_processes_gets_that_many_gpus_and_threads_shared(tmp_path, monkeypatch):
+    from workflow import sweep
+
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 8)
+    show = "import os, time; time.sleep(0.5); print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['OMP_NUM_THREADS'])"
+    tasks = [{"name": f"task {i}", "cmd": [sys.executable, "-c", show], "after": None} for i in range(2)]
+    runner = sweep.LocalRunner(jobs=2, gpus=["0", "1", "2", "3"], log_dir=str(tmp_path))
+    monkeypatch.setattr(sweep, "launch_command", lambda task, slurm=False: task["cmd"])  # what the runner gives, not torchrun
+    for task in tasks:
+        task["processes"] = 2
+    assert set(runner.run_all([], tasks).values()) == {"ok"}
+    printed = sorted((tmp_path / f"task_{i}.log").read_text().splitlines()[-1] for i in range(2))
+    assert printed == ["0,1 2", "2,3 2"]  # two GPUs each, 8 cores / (2 tasks x 2 processes)
+
+
+@pytest.mark.slow
+def test_processes_per_task_runs_each_task_under_torchrun(tmp_path):
+    grid = json.load(open(tiny_grid(tmp_path / "grid.json", methods=("raw",), seeds=(1,))))
+    grid["masks"]["omp"]["options"].update(epochs=1, pruning_times=1)
+    grid["models"] = {"dense": {"mask": "omp", "file": "0model_SA_best.pth.tar"}}
+    grid["processes_per_task"] = 2
+    with open(tmp_path / "grid.json", "w") as f:
+        json.dump(grid, f)
+    dry = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--dry-run"])
+    assert dry.returncode == 0, dry.stderr
+    launches = [line for line in dry.stdout.splitlines() if "main_" in line]
+    assert len(launches) == 2 and all("torch.distributed.run --standalone --nproc_per_node=2" in line for line in launches)
+
+    ran = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--gpus", ""], env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    with open(next((tmp_path / "out" / "unlearn").rglob("raweval_result.json"))) as f:
+        assert json.load(f)["method"] == "raw"
+
+
+def test_several_nodes_per_task_go_to_slurm_with_a_rendezvous(tmp_path):
+    grid = json.load(open(tiny_grid(tmp_path / "grid.json")))
+    grid.update(processes_per_task=8, nodes_per_task=2)
+    with open(tmp_path / "grid.json", "w") as f:
+        json.dump(grid, f)
+    dry = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "out", "--backend", "slurm", "--dry-run", "--sbatch", "--gres gpu:8"])
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("#SBATCH --nodes=2") == 2 and "#SBATCH --ntasks-per-node=1" in dry.stdout
+    launch = next(line for line in dry.stdout.splitlines() if "main_imp.py" in line and line.startswith("srun"))
+    assert "--nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d" in launch and "--rdzv_endpoint=" in launch and "SLURM_JOB_NODELIST" in launch
+
+    local = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "local"])
+    assert local.returncode == 2 and "run it with --backend slurm" in local.stderr and len(local.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "local").exists()

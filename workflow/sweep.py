@@ -77,6 +77,10 @@ def load_grid(path):
     for name, model in grid["models"].items():
         if model.get("mask") not in grid["masks"]:
             raise UserError(f"{path}: models.{name}.mask must name one of masks ({', '.join(grid['masks'])})")
+    for key in ("processes_per_task", "nodes_per_task"):
+        value = grid.get(key, 1)
+        if type(value) is not int or value < 1:
+            raise UserError(f"{path}: {key} must be a whole number, 1 or more (got {value!r})")
     train_seeds = grid.get("train_seeds")
     if train_seeds is not None and not (isinstance(train_seeds, list) and train_seeds and all(type(k) is int for k in train_seeds)):
         raise UserError(f"{path}: train_seeds must be a non-empty list of integers, e.g. [1, 2, 3]")
@@ -104,6 +108,7 @@ def expand(grid, out):
     train_seeds = grid.get("train_seeds") or [None]  # None: one original model per mask, as before
     mask_tasks, unlearn_tasks = [], []
     mask_dirs = {}
+    launch = {"processes": grid.get("processes_per_task", 1), "nodes": grid.get("nodes_per_task", 1)}
     for name, mask in grid["masks"].items():
         script = mask.get("script", "main_imp.py")
         for train_seed in train_seeds:
@@ -115,7 +120,9 @@ def expand(grid, out):
             # Done when the last state's best model and the summary exist.
             result = paths.best_checkpoint_path(save_dir, states - 1)
             task_name = mask_task_name(name, train_seed)
-            mask_tasks.append({"name": task_name, "cmd": cmd, "result": result, "also": paths.imp_summary_path(save_dir), "after": None})
+            mask_tasks.append(
+                {"name": task_name, "cmd": cmd, "result": result, "also": paths.imp_summary_path(save_dir), "after": None, **launch}
+            )
     script = "main_forget.py"
     scenarios = grid.get("scenarios", {"class-wise": {}})
     for model_name, model in grid["models"].items():
@@ -142,6 +149,7 @@ def expand(grid, out):
                                     "cmd": cmd,
                                     "result": paths.eval_json_path(save_dir, method),
                                     "after": mask_task_name(model["mask"], train_seed),
+                                    **launch,
                                     "labels": {**labels, "setting": setting, "options": varied_values(chosen, options_of_setting)}
                                     if setting
                                     else labels,
@@ -257,6 +265,27 @@ def command_line(task):
     return shlex.join(task["cmd"])
 
 
+def torchrun_prefix(processes, nodes=1, slurm=False):
+    """The launcher of a task of several processes (distributed.py): torchrun, on one node or, on Slurm, across several."""
+    run = [sys.executable, "-m", "torch.distributed.run"]
+    if not slurm:
+        return [*run, "--standalone", f"--nproc_per_node={processes}"]
+    # One srun task per node starts torchrun there; they meet at the job's first node, on a port of the job's own.
+    endpoint = '"$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1):$((29500 + SLURM_JOB_ID % 20000))"'
+    fixed = shlex.join([*run, f"--nnodes={nodes}", f"--nproc_per_node={processes}", "--rdzv_backend=c10d"])
+    return f'srun {fixed} --rdzv_id="$SLURM_JOB_ID" --rdzv_endpoint={endpoint}'
+
+
+def launch_command(task, slurm=False):
+    """The task's command as a backend runs it: as it is, or under torchrun when the grid asks for several processes."""
+    if task.get("processes", 1) == 1 and task.get("nodes", 1) == 1:
+        return command_line(task) if slurm else task["cmd"]
+    program = task["cmd"][1:]  # the entry script and its options, without the interpreter
+    if slurm:
+        return torchrun_prefix(task["processes"], task["nodes"], slurm=True) + " " + shlex.join(program)
+    return [*torchrun_prefix(task["processes"]), *program]
+
+
 # ---------------------------------------------------------------- local backend
 
 
@@ -291,7 +320,8 @@ class LocalRunner:
         # (a lone mask task gets every core).
         for stage in (mask_tasks, unlearn_tasks):
             for task in stage:
-                task["threads"] = max(1, (os.cpu_count() or 1) // max(1, min(self.jobs, len(stage))))
+                side_by_side = max(1, min(self.jobs, len(stage))) * task.get("processes", 1)
+                task["threads"] = max(1, (os.cpu_count() or 1) // side_by_side)
         # Mask tasks first in the queue, so that their dependants never hold every worker.
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             list(pool.map(run, mask_tasks + unlearn_tasks))
@@ -306,8 +336,10 @@ class LocalRunner:
                 return -1
             slot = self.slots.pop(0)
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(task.get("threads", 1)))
-        if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        if self.gpus:  # a task of P processes gets P GPUs of its own
+            per_task = task.get("processes", 1)
+            first = (slot * per_task) % len(self.gpus)
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus[(first + i) % len(self.gpus)] for i in range(per_task))
         start = time.time()
         self.say(f"[start] {task['name']}")
         try:
@@ -315,7 +347,7 @@ class LocalRunner:
                 shown = {k: env[k] for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS") if k in env}
                 log.write(f"$ {' '.join(f'{k}={v}' for k, v in shown.items())} {command_line(task)}\n")
                 log.flush()
-                proc = subprocess.Popen(task["cmd"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+                proc = subprocess.Popen(launch_command(task), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
                 with self.lock:
                     self.procs.add(proc)
                 rc = proc.wait()
@@ -354,12 +386,13 @@ def visible_gpus():
 # ---------------------------------------------------------------- slurm backend
 
 
-def sbatch_script(name, tasks_file, n, log_dir, extra):
+def sbatch_script(name, tasks_file, n, log_dir, extra, nodes=1):
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={name}",
         f"#SBATCH --array=0-{n - 1}",
         f"#SBATCH --output={os.path.join(log_dir, name.split('-')[-1] + '_%a.log')}",
+        *([f"#SBATCH --nodes={nodes}", "#SBATCH --ntasks-per-node=1"] if nodes > 1 else []),
         *(f"#SBATCH {option}" for option in extra),
         "# One task per line of the tasks file; each passes --resume, so a re-queued task continues.",
         f'cmd=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {shlex.quote(tasks_file)})',
@@ -394,11 +427,11 @@ def submit_slurm(mask_tasks, unlearn_tasks, out, extra, dry_run):
             print(f"# {stage}: nothing left to run")
             continue
         tasks_file = os.path.join(folder, f"{stage}.tasks")
-        script = sbatch_script(f"unlearn_sparse-{stage}", tasks_file, len(tasks), log_dir, extra)
+        script = sbatch_script(f"unlearn_sparse-{stage}", tasks_file, len(tasks), log_dir, extra, tasks[0].get("nodes", 1))
         script_file = os.path.join(folder, f"{stage}.sbatch")
         if not dry_run:
             with open(tasks_file, "w") as f:
-                f.writelines(command_line(t) + "\n" for t in tasks)
+                f.writelines(launch_command(t, slurm=True) + "\n" for t in tasks)
             with open(script_file, "w") as f:
                 f.write(script)
         cmd = ["sbatch", "--parsable"]
@@ -407,7 +440,7 @@ def submit_slurm(mask_tasks, unlearn_tasks, out, extra, dry_run):
         cmd.append(script_file)
         print(f"# {script_file} ({len(tasks)} tasks in {tasks_file}):\n{script}")
         for t in tasks:
-            print(command_line(t))
+            print(launch_command(t, slurm=True))
         print("$ " + shlex.join(cmd), flush=True)
         if dry_run:
             job_ids[stage] = f"<{stage} job id>"
@@ -442,6 +475,14 @@ def main():
 
     out = os.path.abspath(args.out)
     grid = load_grid(args.grid)
+    gpus = None
+    if args.backend == "local":
+        if grid.get("nodes_per_task", 1) > 1:
+            raise UserError(f"{args.grid}: nodes_per_task {grid['nodes_per_task']} spans several machines: run it with --backend slurm")
+        gpus = args.gpus.split(",") if args.gpus else visible_gpus()
+        per_task = grid.get("processes_per_task", 1)
+        if gpus and per_task > len(gpus):
+            raise UserError(f"{args.grid}: processes_per_task {per_task} needs that many GPUs per task; the workers have {len(gpus)}")
     mask_tasks, unlearn_tasks = expand(grid, out)
     if args.masks_only:
         unlearn_tasks = []
@@ -464,14 +505,13 @@ def main():
         return
     if args.dry_run:
         for t in todo_masks + todo_unlearn:
-            print(command_line(t))
+            print(shlex.join(launch_command(t)))
         return
     # Unlearning tasks whose mask is already made need not wait for it.
     made = {t["name"] for t in mask_tasks if finished(t)}
     for t in todo_unlearn:
         if t["after"] in made:
             t["after"] = None
-    gpus = args.gpus.split(",") if args.gpus else visible_gpus()
     runner = LocalRunner(args.jobs, gpus, paths.sweep_logs_dir(out))
     os.makedirs(runner.log_dir, exist_ok=True)
     signal.signal(signal.SIGTERM, runner.stop)
