@@ -131,20 +131,25 @@ class TensorLoader:
         return self.data.labels[self.indices.to(self.data.labels.device)]
 
     part = None  # (rank, world): yield only that rank's share of every batch (split_for_rank)
+    block = None  # (first, stop): yield only these batches (batch_block)
 
     def __iter__(self):
         order = self.indices
         if self.shuffle:
             order = order[torch.randperm(len(order), generator=self.generator)]
         device = self.data.images.device
-        for start in range(0, len(order), self.batch_size):
+        for number, start in enumerate(range(0, len(order), self.batch_size)):
+            outside = self.block is not None and not self.block[0] <= number < self.block[1]
+            if outside and self.augment is None:
+                continue
             idx = order[start : start + self.batch_size].to(device)
-            if self.part is not None and len(idx) < self.part[1]:
-                continue  # fewer images than processes: every rank skips them alike
             images = self.data.images[idx]
             if self.augment is not None:
-                # the whole global batch, so that every rank draws what one process would
+                # every batch's draws, also those another rank yields, so that each rank's
+                # images are augmented as one process would augment them
                 images = self.augment(images, self.generator)
+            if outside or (self.part is not None and len(idx) < self.part[1]):
+                continue  # another rank's batch; or fewer images than processes, which every rank skips alike
             labels = self.data.labels[idx]
             if self.part is not None:
                 keep = slice(*rank_share(len(idx), *self.part))
@@ -158,11 +163,12 @@ class TensorLoader:
         return view
 
     def batch_block(self, start, stop):
-        """Batches start..stop-1 of this unshuffled loader, as a loader of its own."""
+        """Batches start..stop-1 of this unshuffled loader (a loader of its own, augmented as they would be in a full pass)."""
         if self.shuffle:
             raise ValueError("batch_block splits an unshuffled loader")
-        block = self.indices[start * self.batch_size : stop * self.batch_size]
-        return TensorLoader(self.data, block, self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
+        view = TensorLoader(self.data, self.indices, self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
+        view.block = (start, stop)
+        return view
 
     def in_order(self, batch_size=None, limit=None):
         """The same samples (the first `limit` of them) and augmentation, in dataset order."""

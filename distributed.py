@@ -17,6 +17,7 @@ The data order and the augmentation come from the loaders' seeded generators, th
 every rank, so a checkpoint resumes on any number of processes.
 """
 
+import datetime
 import logging
 import os
 import weakref
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 log = logging.getLogger("unlearn_sparse")
+COLLECTIVE_TIMEOUT_S = 2 * 3600
 
 
 def launched():
@@ -36,11 +38,14 @@ def init():
     """Join the process group torchrun describes; nothing for a single process."""
     if not launched() or dist.is_initialized():
         return
+    # Evaluation fits the membership attack on every rank alike, which can take long on
+    # ImageNet: a generous timeout, so that a rank waiting for a slower one is not killed.
+    timeout = datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S)
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank())
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()))
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()), timeout=timeout)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=timeout)
 
 
 def finish():
@@ -69,6 +74,11 @@ def is_main():
     return rank() == 0
 
 
+def no_progress_bar():
+    """tqdm's `disable`: None on rank 0 (a bar when on a terminal), True on the other ranks."""
+    return None if is_main() else True
+
+
 def barrier():
     if active():
         dist.barrier()
@@ -80,6 +90,17 @@ def sum_over_ranks_(tensors, loader):
         for tensor in tensors:
             all_reduce_sum_(tensor)
     return tensors
+
+
+def share_of_global_batch(count, device):
+    """(start, stop, total): where this rank's `count` images sit in the global batch they were split from."""
+    if not active():
+        return 0, count, count
+    from dataset import rank_share
+
+    total = int(all_reduce_sum_(torch.tensor(count, device=device)))
+    start, stop = rank_share(total, rank(), world_size())
+    return start, stop, total
 
 
 def all_reduce_sum_(tensor):

@@ -85,13 +85,21 @@ class _Decoded(torch.utils.data.Dataset):
             return self.transform(img), self.data.labels[position]
         # torchvision's random transforms draw from torch's global generator: seed it for this
         # image; in the main process (no workers), leave the run's own state as it was.
+        # (the CPU generator only: torch.manual_seed would reseed the GPUs' too)
         seed = (self.base_seed + position) % SEED_MODULUS
         if torch.utils.data.get_worker_info() is not None:
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             return self.transform(img), self.data.labels[position]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             return self.transform(img), self.data.labels[position]
+
+
+def _worker_init(worker_id):
+    """A decoding worker dies quietly on SIGTERM (Slurm, torchrun): its parent stops the run and says how to resume."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class StreamLoader:
@@ -144,6 +152,7 @@ class StreamLoader:
             batch_sampler=[batch.tolist() for batch in batches],
             num_workers=self.data.num_workers,
             pin_memory=torch.cuda.is_available(),
+            worker_init_fn=_worker_init,
         )
         yield from loader
 

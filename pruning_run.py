@@ -60,6 +60,9 @@ class ImpRun:
         self.best_sa, self.history = 0.0, new_history()
         # lt rewinds to the initialisation; rewind_lt and pt fill this in later.
         self.rewind_weights = copy.deepcopy(model.state_dict()) if args.prune_type == "lt" else None
+        # The best-validation weights of this state and of state 0, kept in memory: read back from
+        # the file rank 0 has just written, another node could see an older copy.
+        self.best_weights, self.dense_best_weights = None, None
         self.new_optimizer()
 
     def new_optimizer(self, advance_epochs=0):
@@ -95,6 +98,8 @@ class ImpRun:
         self.state, self.epoch = ck["state"], ck["epoch"]
         self.best_sa, self.history = ck.get("best_sa", 0.0), ck.get("result", new_history())
         self.rewind_weights = ck.get("init_weight")
+        best = best_checkpoint_path(self.args.save_dir, self.state)
+        self.best_weights = state_dict_of(load_checkpoint(best, self.device)) if os.path.isfile(best) else None
         if "rng" in ck:
             set_rng_state(ck["rng"])
         if ck.get("loader_rng") is not None:
@@ -129,6 +134,8 @@ class ImpRun:
             self.history["val_ta"].append(val_acc)
             is_best = val_acc > self.best_sa
             self.best_sa = max(val_acc, self.best_sa)
+            if is_best:
+                self.best_weights = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
             self.epoch = epoch + 1
             save_checkpoint(self.checkpoint(), is_best, a.save_dir, self.state)
             log.info(
@@ -152,9 +159,9 @@ class ImpRun:
             "final_test_acc": final_test,
             "checkpoint": os.path.basename(best_path),
         }
-        if os.path.isfile(best_path):
+        if self.best_weights is not None:
             best = pruner.clone_model(self.model)
-            pruner.load_pruned_model(best, state_dict_of(load_checkpoint(best_path, self.device)))
+            pruner.load_pruned_model(best, self.best_weights)
             val = self.history["val_ta"]
             row.update(
                 best_val_acc=max(val) if val else None,
@@ -175,8 +182,11 @@ class ImpRun:
         a = self.args
         method = "random" if a.random_prune else "l1"
         mask = pruner.PRUNE_METHODS[method](self.model, pruner.current_mask(self.model), a.rate)
+        if self.state == 0:
+            self.dense_best_weights = self.best_weights
         if a.prune_type == "pt":
-            self.rewind_weights = state_dict_of(load_checkpoint(best_checkpoint_path(a.save_dir, 0), self.device))
+            dense_best = self.dense_best_weights  # None after a resume past state 0: its file is from an earlier job
+            self.rewind_weights = dense_best or state_dict_of(load_checkpoint(best_checkpoint_path(a.save_dir, 0), self.device))
         if self.rewind_weights is None:
             raise UserError("no weights to rewind to (the rewind epoch was never reached)")
         pruner.remove_prune(self.model)
@@ -184,7 +194,7 @@ class ImpRun:
         pruner.apply_mask(self.model, mask)
         self.new_optimizer(advance_epochs=a.rewind_epoch if a.prune_type == "rewind_lt" else 0)
         self.state, self.epoch = self.state + 1, 0
-        self.best_sa, self.history = 0.0, new_history()
+        self.best_sa, self.history, self.best_weights = 0.0, new_history(), None
         log.info("pruned (%s) to conv sparsity %.2f%%, rewound (%s)", method, pruner.sparsity(mask), a.prune_type)
 
 

@@ -106,7 +106,7 @@ def train_epoch(
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = torch.zeros((), device=device, dtype=torch.long)
     start = time.perf_counter()
-    bar = tqdm(loader, total=steps, desc=f"{desc} epoch {epoch}", leave=False, dynamic_ncols=True, disable=_quiet())
+    bar = tqdm(loader, total=steps, desc=f"{desc} epoch {epoch}", leave=False, dynamic_ncols=True, disable=distributed.no_progress_bar())
     for step, (images, labels) in enumerate(bar):
         if epoch < warmup_epochs:
             _set_lr(optimizer, base_lr * min(1.0, (epoch * steps + step + 1) / (warmup_epochs * steps)))
@@ -148,11 +148,6 @@ def train_epoch(
 
 def _cross_entropy(logits, images, labels, loss_sign=1.0, label_smoothing=0.0):
     return loss_sign * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-
-
-def _quiet():
-    """tqdm's `disable`: None (a bar when on a terminal) on rank 0, no bar on the other ranks."""
-    return None if distributed.is_main() else True
 
 
 def _global_count(count, device):

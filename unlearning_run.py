@@ -292,10 +292,11 @@ def forget(args):
         unlearn_model(model, original_state, for_method, args, device, result, progress)
 
     retain, forget_eval, test = for_evaluation["retain"], for_evaluation["forget"], for_evaluation["test"]
+    cap = evaluation.IMAGENET_MIA_SAMPLES if args.dataset == "imagenet" else None
     stages = {
         "accuracy": lambda: evaluation.split_accuracies(model, for_evaluation),
-        "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(model, retain, forget_eval, test),
-        "SVC_MIA_training_privacy": lambda: evaluation.mia_training_privacy(model, retain, test),
+        "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(model, retain, forget_eval, test, cap),
+        "SVC_MIA_training_privacy": lambda: evaluation.mia_training_privacy(model, retain, test, cap),
     }
     computed = complete_stages(result, stages, lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
     if results_written(computed, args):

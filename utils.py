@@ -37,6 +37,8 @@ _stopped_by = None  # the signal's name once SIGTERM arrived
 
 def _raise_preempted(signum, frame):
     global _stopped_by
+    if _stopped_by is not None:
+        return  # stopping already: a second SIGTERM changes nothing
     _stopped_by = signal.Signals(signum).name
     raise Preempted(_stopped_by)
 
@@ -46,28 +48,38 @@ def run_cli(main):
 
     Bad input gives one line on stderr and exit 2: log lines are held back until the
     script calls `open_save_dir` (its checks passed), and dropped when a check fails.
-    SIGTERM stops the run between two steps with exit 143; every file is written
-    atomically and the scripts checkpoint every epoch, so `--resume` continues from
-    the last finished epoch.
+    SIGTERM stops the run with exit 143; every file is written atomically and the scripts
+    checkpoint every epoch, so `--resume` continues from the last finished epoch.
     """
     signal.signal(signal.SIGTERM, _raise_preempted)
+    try:
+        _run_main(main)
+    except UserError as err:
+        _drop_held_logs()
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Preempted:
+        _release_held_logs()
+        print(f"stopped by {_stopped_by}: rerun the same command with --resume to continue from the last saved checkpoint", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
+
+
+def _run_main(main):
     try:
         distributed.init()
         if not distributed.is_main():
             sys.stdout = open(os.devnull, "w")  # rank 0 prints the results; errors still reach stderr
         main()
         distributed.finish()
-    except UserError as err:
-        _drop_held_logs()
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as stop:
-        # Under torchrun a rank waiting in a collective sees its peer stop as a broken connection.
-        if not isinstance(stop, Preempted) and _stopped_by is None:
-            raise
-        _release_held_logs()
-        print(f"stopped by {_stopped_by}: rerun the same command with --resume to continue from the last saved checkpoint", file=sys.stderr)
-        sys.exit(PREEMPTED_EXIT_CODE)
+    except (UserError, Preempted):
+        raise
+    except Exception as error:
+        # Under torchrun a process waiting in a collective sees a stopped peer as a broken
+        # connection, possibly before its own SIGTERM reached the handler: let it arrive.
+        time.sleep(0.2)
+        if _stopped_by is not None:
+            raise Preempted(_stopped_by) from error
+        raise
 
 
 _held_logs = None  # the MemoryHandler holding log lines until the checks have passed
@@ -187,7 +199,9 @@ def set_rng_state(state):
     # A checkpoint loaded with map_location="cuda" brings these back on the GPU; RNG states live on the CPU.
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        # one state per GPU the saving process saw; a machine (or torchrun process) may see fewer
+        for index, saved in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(saved.cpu(), index)
 
 
 def _numpy_state_plain():

@@ -1,6 +1,6 @@
 """Evaluation of an unlearned model: accuracy per split and shadow-SVM membership inference."""
 
-from .metrics import mia_forget_efficacy, mia_training_privacy, paper_metrics, split_accuracies
+from .metrics import IMAGENET_MIA_SAMPLES, mia_forget_efficacy, mia_training_privacy, paper_metrics, split_accuracies
 from .SVC_MIA import FEATURES, SVC_MIA, attack_features, collect_prob, entropy, modified_entropy
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "attack_features",
     "collect_prob",
     "entropy",
+    "IMAGENET_MIA_SAMPLES",
     "mia_forget_efficacy",
     "mia_training_privacy",
     "modified_entropy",

@@ -10,22 +10,31 @@ def split_accuracies(model, loaders):
     return {name: evaluate(model, loader) for name, loader in loaders.items()}
 
 
-def mia_forget_efficacy(model, retain, forget, test):
+# ImageNet: the shadow sets the original's ImageNet path took (10,000 retain and 10,000
+# validation images), so that the attack's SVM fits in minutes, not hours.
+IMAGENET_MIA_SAMPLES = 10_000
+
+
+def mia_forget_efficacy(model, retain, forget, test, cap=None):
     """Shadow members: the first len(test) retain samples; shadow non-members: test;
-    targets: the forget set as non-members. Higher = the forget set looks unseen."""
-    return SVC_MIA(shadow_train=retain.subset(0, test.num_samples), target_train=None, target_test=forget, shadow_test=test, model=model)
+    targets: the forget set as non-members. Higher = the forget set looks unseen.
+    `cap`: at most that many shadow members and non-members."""
+    n = test.num_samples if cap is None else min(cap, test.num_samples)
+    shadow_test = test if cap is None else test.subset(0, n)
+    return SVC_MIA(shadow_train=retain.subset(0, n), target_train=None, target_test=forget, shadow_test=shadow_test, model=model)
 
 
-def mia_training_privacy(model, retain, test):
+def mia_training_privacy(model, retain, test, cap=None):
     """With h = len(test) // 2: shadow members retain[:h], target members retain[h:],
     shadow non-members test[:h], target non-members test[h:]. A retain set smaller than
     the test set (a U-LiRA shadow model's) is split in half the same way, h = len(retain) // 2,
-    so that target members remain."""
-    h = min(test.num_samples, retain.num_samples) // 2
+    so that target members remain. `cap`: h is at most cap / 2, and the target members
+    retain[h:2h]."""
+    h = min(test.num_samples, retain.num_samples, cap if cap is not None else test.num_samples) // 2
     return SVC_MIA(
         shadow_train=retain.subset(0, h),
-        target_train=retain.subset(h, None),
-        target_test=test.subset(h, None),
+        target_train=retain.subset(h, None if cap is None else 2 * h),
+        target_test=test.subset(h, None if cap is None else 2 * h),
         shadow_test=test.subset(0, h),
         model=model,
     )

@@ -14,6 +14,7 @@ from checkpoints import atomic_save_json, atomic_torch_save
 from dataset import TensorLoader, in_order, load_digits_splits
 from trainer import make_optimizer, predict, train_epoch
 from unlearn.fisher import fisher_diagonal
+from unlearn.RL import random_labels
 from unlearn.wfisher import wfisher
 
 
@@ -69,9 +70,15 @@ def main(out):
     logits, labels = predict(model, TensorLoader(splits.test, torch.arange(77), batch_size=16))
     results["predict"] = (logits, labels)
 
-    # FF's Fisher over the retain set and IU's whole update (sums over the retain and forget sets).
+    # RL's random labels: drawn for the global batch, each rank taking its share.
+    labels = torch.Generator().manual_seed(3)
+    forget = TensorLoader(splits.train, torch.arange(0, 45), batch_size=20, shuffle=True, seed=5)
+    train_epoch(model, forget, optimizer, torch.device("cpu"), relabel=random_labels(10, labels))
+    results["rl"] = {name: value.clone() for name, value in model.state_dict().items()}
+
+    # FF's Fisher over the (augmented) retain set and IU's whole update (sums over the retain and forget sets).
     model.eval()
-    retain = TensorLoader(splits.train, torch.arange(10, 170), batch_size=32)
+    retain = TensorLoader(splits.train, torch.arange(10, 170), batch_size=32, augment=splits.augment, seed=3)
     results["fisher"] = fisher_diagonal(model, in_order(retain, batch_size=16), 10, method="loop")
     forget = TensorLoader(splits.train, torch.arange(10), batch_size=32)
     args = type("Args", (), {"iu_damping": 20, "iu_chunk_size": 8, "alpha": 3.0})()

@@ -60,6 +60,22 @@ def test_training_with_two_ranks_equals_one_process_with_the_same_global_batch(w
     assert two["train_mask_kept"], "pruned weights stay zero under DistributedDataParallel"
 
 
+def test_random_labels_are_drawn_for_the_global_batch(worker_results):
+    one, two, _ = worker_results
+    assert max_difference(one["rl"], two["rl"]) < TOLERANCE
+    assert max_difference(one["rl"], one["train"]) > 1000 * TOLERANCE
+
+
+def test_a_block_of_batches_is_augmented_as_in_a_full_pass(digits):
+    """FF, IU and SalUn sum over blocks of an augmented in-order loader: each block must see the crops a full pass gives."""
+    from dataset import TensorLoader
+
+    loader = TensorLoader(digits.train, torch.arange(100), batch_size=16, augment=digits.augment, seed=3)
+    full = torch.cat([images for images, _ in TensorLoader(digits.train, torch.arange(100), batch_size=16, augment=digits.augment, seed=3)])
+    blocks = torch.cat([images for start, stop in ((0, 3), (3, 5), (5, 7)) for images, _ in loader.batch_block(start, stop)])
+    assert torch.equal(full, blocks)
+
+
 def test_inference_gathers_every_logit_in_order(worker_results):
     one, two, _ = worker_results
     assert torch.equal(one["predict"][1], two["predict"][1]) and len(two["predict"][1]) == 77

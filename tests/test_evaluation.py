@@ -86,3 +86,19 @@ def test_training_privacy_with_a_retain_set_smaller_than_the_test_set(digits):
     empty = TensorLoader(digits.train, range(0), batch_size=64)
     shadow = dict(shadow_train=retain.subset(0, 50), shadow_test=test.subset(0, 50), target_test=test.subset(50, None))
     assert SVC_MIA(**shadow, target_train=empty, model=model) == SVC_MIA(**shadow, target_train=None, model=model)
+
+
+def test_the_imagenet_cap_limits_every_set_the_membership_attacks_fit_or_score(monkeypatch, digits):
+    from dataset import TensorLoader
+    from evaluation import metrics
+
+    sizes = []
+    monkeypatch.setattr(metrics, "SVC_MIA", lambda model, **sets: sizes.append({k: v.num_samples for k, v in sets.items() if v}))
+    retain, test = TensorLoader(digits.train, torch.arange(500)), TensorLoader(digits.test, torch.arange(300))
+    forget = TensorLoader(digits.train, torch.arange(500, 540))
+    metrics.mia_forget_efficacy(None, retain, forget, test, cap=100)
+    metrics.mia_training_privacy(None, retain, test, cap=100)
+    assert sizes[0] == {"shadow_train": 100, "shadow_test": 100, "target_test": 40}
+    assert sizes[1] == {"shadow_train": 50, "target_train": 50, "target_test": 50, "shadow_test": 50}
+    metrics.mia_training_privacy(None, retain, test)  # uncapped: as before, every retain image past h is a target
+    assert sizes[2] == {"shadow_train": 150, "target_train": 350, "target_test": 150, "shadow_test": 150}

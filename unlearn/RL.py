@@ -9,6 +9,8 @@ loaders the method is given.
 
 import torch
 
+import distributed
+
 from .loop import Pass, iterative_unlearn
 from .method import Method
 
@@ -17,7 +19,9 @@ def random_labels(num_classes, generator):
     """relabel(images, labels) for a pass: uniformly random classes, drawn per batch from `generator`."""
 
     def relabel(images, labels):
-        return torch.randint(0, num_classes, labels.shape, generator=generator).to(labels.device)
+        # under torchrun: the labels of the whole global batch, then this rank's share
+        start, stop, total = distributed.share_of_global_batch(len(labels), labels.device)
+        return torch.randint(0, num_classes, (total,), generator=generator)[start:stop].to(labels.device)
 
     return relabel
 

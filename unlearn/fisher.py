@@ -95,7 +95,7 @@ def fisher_diagonal(model, loader, num_classes, method=None):
     chooser = None
     batches = 0
     # under torchrun each rank takes a block of the batches; the sums are added up below
-    for images, _ in tqdm(distributed.batch_block(loader), desc="FF Fisher", leave=False, disable=None):
+    for images, _ in tqdm(distributed.batch_block(loader), desc="FF Fisher", leave=False, disable=distributed.no_progress_bar()):
         images = images.to(device)
         chooser = chooser or FastestMethod(candidates, key=(type(model), device, tuple(images.shape), num_classes))
         chooser.run_batch(accumulate, images)

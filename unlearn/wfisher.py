@@ -119,7 +119,7 @@ def woodfisher(v, gradient_batches, damping):
 def retain_gradient_stream(model, loader, chunk_size=None, desc="IU per-sample gradients"):
     """(n, P) per-sample gradient matrices, one per batch of the loader."""
     device = next(model.parameters()).device
-    for images, labels in tqdm(loader, desc=desc, leave=False, disable=None):
+    for images, labels in tqdm(loader, desc=desc, leave=False, disable=distributed.no_progress_bar()):
         yield per_sample_gradients(model, images.to(device), labels.to(device), chunk_size)
 
 

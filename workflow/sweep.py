@@ -38,6 +38,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import distributed
 import paths
 from checkpoints import atomic_save_json
 from utils import UserError
@@ -460,6 +461,10 @@ def submit_slurm(mask_tasks, unlearn_tasks, out, extra, dry_run):
 
 
 def main():
+    if distributed.launched():
+        raise UserError(
+            "scripts/sweep.py starts its own processes: run it without torchrun (a grid's processes_per_task runs each task under torchrun)"
+        )
     parser = argparse.ArgumentParser(prog="scripts/sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grid", help="grid file (JSON), e.g. scripts/grids/digits.json")
     parser.add_argument("--out", required=True, help="run folder: masks/, unlearn/, logs/, sweep.json")

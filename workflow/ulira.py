@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 import arg_parser
+import distributed
 import paths
 from checkpoints import atomic_path, atomic_save_json
 from evaluation.ulira import MIN_MODELS, MIN_OBSERVATIONS
@@ -240,6 +241,10 @@ def negatives_note(reports):
 
 
 def main():
+    if distributed.launched():
+        raise UserError(
+            "scripts/ulira.py starts its own processes: run it without torchrun (a grid's processes_per_task runs each task under torchrun)"
+        )
     parser = argparse.ArgumentParser(prog="scripts/ulira.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grid")
     parser.add_argument("--out", required=True)
