@@ -52,7 +52,7 @@ class FolderSet:
     images reach the device batch by batch) and `select()`.
     """
 
-    paths: list
+    paths: np.ndarray  # the files, as bytes: one buffer, which forked workers share instead of copying
     labels: torch.Tensor  # int64, N
     num_workers: int = 0  # decoding processes of every loader over this set
 
@@ -64,7 +64,10 @@ class FolderSet:
 
     def select(self, positions):
         positions = np.asarray(positions, dtype=np.int64)
-        return FolderSet([self.paths[i] for i in positions], self.labels[torch.from_numpy(positions)], self.num_workers)
+        return FolderSet(self.paths[positions], self.labels[torch.from_numpy(positions)], self.num_workers)
+
+    def path(self, position):
+        return os.fsdecode(self.paths[position])
 
 
 class _Decoded(torch.utils.data.Dataset):
@@ -79,7 +82,7 @@ class _Decoded(torch.utils.data.Dataset):
     def __getitem__(self, position):
         from PIL import Image
 
-        with Image.open(self.data.paths[position]) as img:
+        with Image.open(self.data.path(position)) as img:
             img = img.convert("RGB")
         if self.base_seed is None:
             return self.transform(img), self.data.labels[position]
@@ -214,7 +217,7 @@ def read_folder(folder, what, data_dir, class_to_idx=None):
         samples = [(path, class_to_idx[names[label]]) for path, label in found.samples]
     else:
         samples, class_to_idx = found.samples, found.class_to_idx
-    paths = [path for path, _ in samples]
+    paths = np.array([os.fsencode(path) for path, _ in samples])
     labels = torch.tensor([label for _, label in samples], dtype=torch.long)
     return paths, labels, class_to_idx
 

@@ -52,7 +52,8 @@ def test_the_splits_come_from_the_class_folders(tree):
     assert splits.num_classes == 3 and len(splits.train) == 12 and len(splits.val) == 6
     assert splits.test is splits.val  # the official val set is both, as in the original's ImageNet path
     assert splits.train.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
-    assert all(f"/train/{CLASSES[label]}/" in path for path, label in zip(splits.train.paths, splits.train.labels.tolist()))
+    paths = [splits.train.path(i) for i in range(len(splits.train))]
+    assert all(f"/train/{CLASSES[label]}/" in path for path, label in zip(paths, splits.train.labels.tolist()))
     assert splits.input_shape == (3, 224, 224)
 
 
@@ -70,7 +71,7 @@ def test_evaluation_batches_are_the_standard_transform_of_each_file(tree):
     images, labels = next(iter(make_loader(splits.val, [5, 0, 3], batch_size=3)))
     assert images.shape == (3, 3, 224, 224) and images.dtype == torch.float32
     assert labels.tolist() == [2, 0, 1]
-    with Image.open(splits.val.paths[3]) as img:
+    with Image.open(splits.val.path(3)) as img:
         expected = eval_transform()(img.convert("RGB"))
     assert torch.equal(images[2], expected)
 
