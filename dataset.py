@@ -173,11 +173,11 @@ class TensorLoader:
     def in_order(self, batch_size=None, limit=None):
         """The same samples (the first `limit` of them) and augmentation, in dataset order."""
         indices = self.indices[:limit]
-        return TensorLoader(self.data, indices, batch_size or self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
+        return type(self)(self.data, indices, batch_size or self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
 
     def subset(self, start=None, stop=None):
         """Positions `start:stop` of this loader's samples (in dataset order), no augmentation."""
-        return TensorLoader(self.data, self.indices[start:stop], self.batch_size, shuffle=False, augment=None, seed=self.seed)
+        return type(self)(self.data, self.indices[start:stop], self.batch_size, shuffle=False, augment=None, seed=self.seed)
 
     def generator_state(self):
         return self.generator.get_state()
@@ -206,9 +206,7 @@ def make_loader(data, indices=None, batch_size=256, shuffle=False, augment=None,
 
 
 def _is_ours(loader):
-    from image_folder import StreamLoader
-
-    return isinstance(loader, (TensorLoader, StreamLoader))
+    return isinstance(loader, TensorLoader)  # a StreamLoader is one too
 
 
 def in_order(loader, batch_size=None, limit=None):

@@ -15,15 +15,13 @@ Normalisation is the model's first layer, as for the other datasets. Nothing und
 written.
 """
 
-import copy
-import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from dataset import rank_share
+from dataset import TensorLoader, rank_share
 from utils import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -105,38 +103,13 @@ def _worker_init(worker_id):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-class StreamLoader:
+class StreamLoader(TensorLoader):
     """Batches of `(images float [0,1], labels)` decoded from a FolderSet, in worker processes.
 
-    The same contract as `dataset.TensorLoader`: `indices` are positions in the set;
-    shuffling and the augmentation's seeds come from one seeded generator whose state
-    a checkpoint keeps (`generator_state`). `augment` is a torchvision transform for
-    training; None means the evaluation transform.
+    A TensorLoader (its indices, seeded generator, `in_order`, `subset`, `split_for_rank`)
+    whose batches are read from disk: `augment` is a torchvision transform for training;
+    None means the evaluation transform.
     """
-
-    def __init__(self, data, indices=None, batch_size=256, shuffle=False, augment=None, seed=0):
-        self.data = data
-        if indices is None:
-            indices = torch.arange(len(data))
-        self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.augment = augment
-        self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self):
-        return math.ceil(len(self.indices) / self.batch_size)
-
-    @property
-    def num_samples(self):
-        return len(self.indices)
-
-    @property
-    def labels(self):
-        return self.data.labels[self.indices]
-
-    part = None  # (rank, world): yield only that rank's share of every batch (split_for_rank)
 
     def __iter__(self):
         order = self.indices
@@ -159,33 +132,12 @@ class StreamLoader:
         )
         yield from loader
 
-    def split_for_rank(self, rank, world):
-        """This loader (its generator shared) yielding only `rank`'s share of each batch of `world` ranks."""
-        view = copy.copy(self)
-        view.part = (rank, world)
-        return view
-
     def batch_block(self, start, stop):
-        """Batches start..stop-1 of this unshuffled loader, as a loader of its own."""
+        """Batches start..stop-1 of this unshuffled loader, as a loader of its own (the per-image seeds keep their crops)."""
         if self.shuffle:
             raise ValueError("batch_block splits an unshuffled loader")
         block = self.indices[start * self.batch_size : stop * self.batch_size]
         return StreamLoader(self.data, block, self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
-
-    def in_order(self, batch_size=None, limit=None):
-        """The same samples (the first `limit` of them) and augmentation, in dataset order."""
-        indices = self.indices[:limit]
-        return StreamLoader(self.data, indices, batch_size or self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
-
-    def subset(self, start=None, stop=None):
-        """Positions `start:stop` of this loader's samples (in dataset order), evaluation transform."""
-        return StreamLoader(self.data, self.indices[start:stop], self.batch_size, shuffle=False, augment=None, seed=self.seed)
-
-    def generator_state(self):
-        return self.generator.get_state()
-
-    def set_generator_state(self, state):
-        self.generator.set_state(state.cpu())
 
 
 # ---------------------------------------------------------------- reading the folders
