@@ -153,3 +153,19 @@ def test_a_single_process_is_left_alone():
 
     assert not distributed.launched() or os.environ.get("WORLD_SIZE") == "1"
     assert distributed.world_size() == 1 and distributed.is_main()
+
+
+def test_sync_bn_is_refused_on_the_cpu_and_converts_batch_norm_on_request(monkeypatch):
+    """--sync_bn under torchrun: one clear error on the CPU; outside torchrun it changes nothing."""
+    import argparse
+
+    import distributed
+    import trainer
+    from utils import UserError
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    args = argparse.Namespace(sync_bn=True)
+    assert trainer.apply_speed_options(model, args)[1].__class__ is torch.nn.BatchNorm2d
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    with pytest.raises(UserError, match="GPUs only"):
+        trainer.apply_speed_options(model, args)
