@@ -16,7 +16,7 @@ import torch
 
 import distributed
 import paths
-from utils import UserError
+from utils import Preempted, UserError
 
 
 def _current_umask():
@@ -34,15 +34,22 @@ def atomic_path(path):
 
     Under several processes (distributed.py) only rank 0 writes: the others write to
     /dev/null, and every rank waits until the file is in place, so that what one rank reads
-    next is what rank 0 wrote.
+    next is what rank 0 wrote; when rank 0 fails to write it, every rank stops.
     """
     if distributed.active():
-        if distributed.is_main():
-            with _atomic_path(path) as tmp:
-                yield tmp
-        else:
-            yield os.devnull
-        distributed.barrier()
+        try:
+            if distributed.is_main():
+                with _atomic_path(path) as tmp:
+                    yield tmp
+            else:
+                yield os.devnull
+        except Preempted:
+            raise  # SIGTERM reaches every process: no one waits for this one
+        except Exception:
+            distributed.all_succeeded(False)  # the others stop too, rather than wait for this rank
+            raise
+        if not distributed.all_succeeded(True):
+            raise RuntimeError(f"{path}: another process failed while this file was written (its error is in its log)")
         return
     with _atomic_path(path) as tmp:
         yield tmp

@@ -179,6 +179,13 @@ class TensorLoader:
         """Positions `start:stop` of this loader's samples (in dataset order), no augmentation."""
         return type(self)(self.data, self.indices[start:stop], self.batch_size, shuffle=False, augment=None, seed=self.seed)
 
+    def drawn(self, count, seed=1):
+        """`count` of this loader's samples drawn at random with a fixed seed, in the drawn order,
+        no augmentation: a fair sample of a set stored class by class (ImageNet's), whose first
+        `count` samples would be a few classes."""
+        order = torch.randperm(len(self.indices), generator=torch.Generator().manual_seed(seed))[:count]
+        return type(self)(self.data, self.indices[order], self.batch_size, shuffle=False, augment=None, seed=self.seed)
+
     def generator_state(self):
         return self.generator.get_state()
 

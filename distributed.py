@@ -42,6 +42,13 @@ def init():
     # ImageNet: a generous timeout, so that a rank waiting for a slower one is not killed.
     timeout = datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S)
     if torch.cuda.is_available():
+        if local_rank() >= torch.cuda.device_count():
+            from utils import UserError
+
+            raise UserError(
+                f"process {local_rank()} on this node, but it has {torch.cuda.device_count()} GPU(s): "
+                "start at most one process per GPU (torchrun --nproc_per_node, or the GPUs the job asks for)"
+            )
         torch.cuda.set_device(local_rank())
         dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()), timeout=timeout)
     else:
@@ -82,6 +89,17 @@ def no_progress_bar():
 def barrier():
     if active():
         dist.barrier()
+
+
+def all_succeeded(succeeded):
+    """True when every rank says it succeeded; a barrier too. A rank whose part failed still
+    calls it, so that the others learn it and stop instead of waiting for it."""
+    if not active():
+        return succeeded
+    device = torch.device("cuda", local_rank()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    failures = torch.tensor(0 if succeeded else 1, device=device)
+    dist.all_reduce(failures, op=dist.ReduceOp.SUM)
+    return int(failures) == 0
 
 
 def sum_over_ranks_(tensors, loader):

@@ -204,12 +204,21 @@ def _output_size(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
 
 
+@torch.no_grad()
 def evaluate(model, loader):
-    """Top-1 accuracy in percent over a loader (nan for an empty one)."""
-    logits, labels = predict(model, loader)
-    if len(labels) == 0:
+    """Top-1 accuracy in percent over a loader (nan for an empty one). Counts, not logits,
+    are kept (and summed over the ranks): ImageNet's retain set has 1.28 billion logits."""
+    model.eval()
+    device = next(model.parameters()).device
+    counts = torch.zeros(2, dtype=torch.long, device=device)  # correct, seen
+    for images, target in distributed.batch_block(loader):
+        target = target.to(device)
+        counts[0] += (model(images.to(device)).argmax(1) == target).sum()
+        counts[1] += len(target)
+    correct, seen = distributed.sum_over_ranks_([counts], loader)[0].float()
+    if seen == 0:
         return float("nan")
-    return 100.0 * (logits.argmax(1) == labels).float().mean().item()
+    return 100.0 * (correct / seen).item()  # float32, as the mean of a float32 tensor of hits was
 
 
 def validate(val_loader, model, criterion=None, args=None):

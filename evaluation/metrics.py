@@ -10,31 +10,39 @@ def split_accuracies(model, loaders):
     return {name: evaluate(model, loader) for name, loader in loaders.items()}
 
 
-# ImageNet: the shadow sets the original's ImageNet path took (10,000 retain and 10,000
-# validation images), so that the attack's SVM fits in minutes, not hours.
+# ImageNet: as many shadow samples as the original's ImageNet path took (10,000 retain and
+# 10,000 validation images), so that the attack's SVM fits in minutes, not hours. They are
+# drawn at random (a fixed seed), not taken from the front: ImageFolder lists the images
+# class by class, so the first 10,000 retain images would be 8 classes and the first 10,000
+# validation images 200, and the attack would separate classes, not members.
 IMAGENET_MIA_SAMPLES = 10_000
 
 
 def mia_forget_efficacy(model, retain, forget, test, cap=None):
     """Shadow members: the first len(test) retain samples; shadow non-members: test;
     targets: the forget set as non-members. Higher = the forget set looks unseen.
-    `cap`: at most that many shadow members and non-members."""
-    n = test.num_samples if cap is None else min(cap, test.num_samples)
-    shadow_test = test if cap is None else test.subset(0, n)
-    return SVC_MIA(shadow_train=retain.subset(0, n), target_train=None, target_test=forget, shadow_test=shadow_test, model=model)
+    `cap`: at most that many shadow members and non-members, each drawn at random."""
+    if cap is None:
+        shadow_train, shadow_test = retain.subset(0, test.num_samples), test
+    else:
+        n = min(cap, test.num_samples)
+        shadow_train, shadow_test = retain.drawn(n), test.drawn(n)
+    return SVC_MIA(shadow_train=shadow_train, target_train=None, target_test=forget, shadow_test=shadow_test, model=model)
 
 
 def mia_training_privacy(model, retain, test, cap=None):
     """With h = len(test) // 2: shadow members retain[:h], target members retain[h:],
     shadow non-members test[:h], target non-members test[h:]. A retain set smaller than
     the test set (a U-LiRA shadow model's) is split in half the same way, h = len(retain) // 2,
-    so that target members remain. `cap`: h is at most cap / 2, and the target members
-    retain[h:2h]."""
+    so that target members remain. `cap`: h is at most cap / 2, and 2h retain and 2h test
+    samples are drawn at random, then halved."""
     h = min(test.num_samples, retain.num_samples, cap if cap is not None else test.num_samples) // 2
+    if cap is not None:
+        retain, test = retain.drawn(2 * h), test.drawn(2 * h)
     return SVC_MIA(
         shadow_train=retain.subset(0, h),
-        target_train=retain.subset(h, None if cap is None else 2 * h),
-        target_test=test.subset(h, None if cap is None else 2 * h),
+        target_train=retain.subset(h, None),
+        target_test=test.subset(h, None),
         shadow_test=test.subset(0, h),
         model=model,
     )

@@ -10,9 +10,9 @@ import torch
 
 import distributed
 import pruner
-from checkpoints import atomic_save_json, atomic_torch_save
+from checkpoints import atomic_path, atomic_save_json, atomic_torch_save
 from dataset import TensorLoader, in_order, load_digits_splits
-from trainer import make_optimizer, predict, train_epoch
+from trainer import evaluate, make_optimizer, predict, train_epoch
 from unlearn.fisher import fisher_diagonal
 from unlearn.RL import random_labels
 from unlearn.wfisher import wfisher
@@ -69,6 +69,7 @@ def main(out):
     # Inference over 77 images in batches of 16: every logit, in order, on every rank.
     logits, labels = predict(model, TensorLoader(splits.test, torch.arange(77), batch_size=16))
     results["predict"] = (logits, labels)
+    results["evaluate"] = evaluate(model, TensorLoader(splits.test, torch.arange(77), batch_size=16))
 
     # RL's random labels: drawn for the global batch, each rank taking its share.
     labels = torch.Generator().manual_seed(3)
@@ -87,6 +88,18 @@ def main(out):
 
     # Only rank 0 writes: every rank writes its own rank, the file must say 0.
     atomic_save_json({"rank": distributed.rank()}, f"{out}/who_wrote.json")
+
+    # A write that fails on rank 0 (a full disk, say) stops every rank instead of leaving the others waiting.
+    outcome = 0
+    try:
+        with atomic_path(f"{out}/failed_write.txt"):
+            if distributed.is_main():
+                raise OSError("no space left on device (simulated)")
+    except OSError:
+        outcome = 1
+    except RuntimeError:
+        outcome = 2
+    results["failed_write"] = distributed.gather_cat(torch.tensor([outcome]))
     atomic_torch_save(results, f"{out}/results.pt")
     distributed.finish()
 

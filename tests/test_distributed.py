@@ -92,6 +92,19 @@ def test_ff_and_iu_give_the_same_update_with_one_and_two_ranks(worker_results):
     assert max_difference(iu_step_one, iu_step_two) < TOLERANCE
 
 
+def test_accuracy_is_counted_over_every_rank(worker_results):
+    one, two, _ = worker_results
+    logits, labels = two["predict"]
+    assert two["evaluate"] == pytest.approx(100.0 * (logits.argmax(1) == labels).float().mean().item(), abs=1e-4)
+    assert one["evaluate"] == pytest.approx(two["evaluate"], abs=1e-4)
+
+
+def test_a_write_that_fails_on_rank_0_stops_every_rank(worker_results):
+    one, two, _ = worker_results
+    assert one["failed_write"].tolist() == [1]
+    assert two["failed_write"].tolist() == [1, 2]  # rank 0 its own error; rank 1 told, not left waiting
+
+
 def test_only_rank_0_writes(worker_results):
     _, _, folder = worker_results
     with open(folder / "who_wrote.json") as f:

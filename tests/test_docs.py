@@ -143,14 +143,28 @@ def test_the_options_table_and_the_methods_table_name_every_registered_method():
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "scripts", "slurm", "*.sbatch"))), ids=os.path.basename)
-def test_the_slurm_examples_are_valid_bash_and_their_commands_parse(path):
-    assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0
-    with open(path) as f:
-        text = f.read().replace("\\\n", " ")
-    runs = [shlex.split(line, comments=True) for line in text.splitlines() if line.startswith("srun torchrun")]
-    assert runs, f"{path}: no srun torchrun line"
-    for words in runs:
-        at = next(i for i, word in enumerate(words) if word.endswith(".py"))
-        assert all(w.split("=")[0] in torchrun_help() for w in words[2:at] if w.startswith("--"))
-        assert words[at] in ENTRY_SCRIPTS
-        arg_parser.parse_args(filled(words[at + 1 :]))
+def test_the_slurm_examples_run_torchrun_from_the_submit_folder_with_valid_options(path, tmp_path):
+    """Each example run by bash with fake srun and scontrol (which print what they were given), as Slurm would run it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/bash\necho "cwd=$PWD cpus=$SRUN_CPUS_PER_TASK"\nprintf "%s\\n" "$@"\n')
+    (bin_dir / "scontrol").write_text("#!/bin/bash\necho node-a; echo node-b\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    slurm = {"SLURM_SUBMIT_DIR": ROOT, "SLURM_CPUS_PER_TASK": "64", "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_NNODES": "2"}
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="123456", **slurm)
+    given = ["/data/imagenet", "runs/x/1model_SA_best.pth.tar", "runs/y"]
+    ran = subprocess.run(["bash", path, *given], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    first, *words = ran.stdout.splitlines()
+    assert first == f"cwd={ROOT} cpus=64"
+    assert words[:3] == [".venv/bin/python", "-m", "torch.distributed.run"]
+    at = next(i for i, word in enumerate(words) if word.endswith(".py"))
+    assert all(w.split("=")[0] in torchrun_help() for w in words[3:at] if w.startswith("--"))
+    if "--rdzv_endpoint" in words:
+        assert words[words.index("--rdzv_endpoint") + 1] == f"node-a:{29500 + 123456 % 20000}"
+    assert words[at] in ENTRY_SCRIPTS
+    arg_parser.parse_args(filled(words[at + 1 :]))
+    assert words[words.index("--data") + 1] == "/data/imagenet" and words[words.index("--save_dir") + 1] in given[1:]
+    missing = subprocess.run(["bash", path], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert missing.returncode != 0 and "usage: sbatch" in missing.stderr

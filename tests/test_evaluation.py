@@ -102,3 +102,31 @@ def test_the_imagenet_cap_limits_every_set_the_membership_attacks_fit_or_score(m
     assert sizes[1] == {"shadow_train": 50, "target_train": 50, "target_test": 50, "shadow_test": 50}
     metrics.mia_training_privacy(None, retain, test)  # uncapped: as before, every retain image past h is a target
     assert sizes[2] == {"shadow_train": 150, "target_train": 350, "target_test": 150, "shadow_test": 150}
+
+
+def test_the_capped_attack_sets_are_drawn_from_every_class_of_a_class_sorted_set(monkeypatch, digits):
+    """ImageFolder lists ImageNet class by class: a capped set taken from the front would be a few classes."""
+    from dataset import TensorLoader
+    from evaluation import metrics
+
+    seen = []
+    monkeypatch.setattr(metrics, "SVC_MIA", lambda model, **sets: seen.append(sets))
+    by_class = lambda data: torch.argsort(data.labels, stable=True)  # noqa: E731
+    retain, test = TensorLoader(digits.train, by_class(digits.train)), TensorLoader(digits.test, by_class(digits.test))
+    forget = TensorLoader(digits.train, torch.arange(10))
+    metrics.mia_forget_efficacy(None, retain, forget, test, cap=100)
+    metrics.mia_training_privacy(None, retain, test, cap=100)
+    for sets in seen:
+        drawn = {name: loader for name, loader in sets.items() if loader is not None}
+        if sets["target_train"] is None:
+            del drawn["target_test"]  # forget efficacy's targets: the forget set, as given
+        for name, loader in drawn.items():
+            assert len(loader.labels.unique()) == 10, name
+    privacy = seen[1]
+    members = set(privacy["shadow_train"].indices.tolist())
+    assert members.isdisjoint(privacy["target_train"].indices.tolist())
+    assert set(privacy["shadow_test"].indices.tolist()).isdisjoint(privacy["target_test"].indices.tolist())
+    again = []
+    monkeypatch.setattr(metrics, "SVC_MIA", lambda model, **sets: again.append(sets))
+    metrics.mia_forget_efficacy(None, retain, forget, test, cap=100)
+    assert torch.equal(again[0]["shadow_train"].indices, seen[0]["shadow_train"].indices)  # a fixed draw

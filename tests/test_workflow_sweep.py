@@ -505,6 +505,7 @@ def test_several_nodes_per_task_go_to_slurm_with_a_rendezvous(tmp_path):
     assert dry.stdout.count("#SBATCH --nodes=2") == 2 and "#SBATCH --ntasks-per-node=1" in dry.stdout
     launch = next(line for line in dry.stdout.splitlines() if "main_imp.py" in line and line.startswith("srun"))
     assert "--nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d" in launch and "--rdzv_endpoint=" in launch and "SLURM_JOB_NODELIST" in launch
+    assert launch.startswith("srun ${SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK} ")  # not inherited since Slurm 22.05
 
     local = run([SWEEP, tmp_path / "grid.json", "--out", tmp_path / "local"])
     assert local.returncode == 2 and "run it with --backend slurm" in local.stderr and len(local.stderr.strip().splitlines()) == 1

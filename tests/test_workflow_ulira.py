@@ -83,3 +83,19 @@ def test_bad_options_get_one_line_and_write_nothing(tmp_path):
         assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
         assert expected in lines[0], lines[0]
         assert not out.exists()
+
+
+def test_imagenet_is_refused_in_one_line(tmp_path):
+    grid = {
+        "common": {"dataset": "imagenet", "data": str(tmp_path / "nowhere"), "arch": "resnet18"},
+        "masks": {"a": {"options": {"epochs": 1}}},
+        "models": {"dense": {"mask": "a", "file": "0model_SA_best.pth.tar"}},
+        "methods": {"raw": {}},
+    }
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    cmd = [sys.executable, ULIRA, tmp_path / "grid.json", "--out", tmp_path / "run"]
+    result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "error: U-LiRA does not take ImageNet: it trains K shadow models of the whole recipe; use a smaller dataset"
+    )
+    assert not (tmp_path / "run").exists()

@@ -272,9 +272,11 @@ def torchrun_prefix(processes, nodes=1, slurm=False):
     if not slurm:
         return [*run, "--standalone", f"--nproc_per_node={processes}"]
     # One srun task per node starts torchrun there; they meet at the job's first node, on a port of the job's own.
+    # Slurm 22.05 and later do not pass the job's --cpus-per-task on to srun by themselves.
     endpoint = '"$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1):$((29500 + SLURM_JOB_ID % 20000))"'
     fixed = shlex.join([*run, f"--nnodes={nodes}", f"--nproc_per_node={processes}", "--rdzv_backend=c10d"])
-    return f'srun {fixed} --rdzv_id="$SLURM_JOB_ID" --rdzv_endpoint={endpoint}'
+    cpus = "${SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}"
+    return f'srun {cpus} {fixed} --rdzv_id="$SLURM_JOB_ID" --rdzv_endpoint={endpoint}'
 
 
 def launch_command(task, slurm=False):

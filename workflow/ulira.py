@@ -51,7 +51,10 @@ def training_size(grid):
     """Images in the (capped) training split the grid's options give."""
     from dataset import load_dataset
 
-    return len(load_dataset(arg_parser.parse_args(options_list(grid.get("common", {})))).train)
+    args = arg_parser.parse_args(options_list(grid.get("common", {})))
+    if args.dataset == "imagenet":
+        raise UserError("U-LiRA does not take ImageNet: it trains K shadow models of the whole recipe; use a smaller dataset")
+    return len(load_dataset(args).train)
 
 
 def draw_plan(n_train, models, target_share, seed=PLAN_SEED):
