@@ -140,3 +140,31 @@ def test_a_corrected_interval_excludes_zero_exactly_when_holm_rejects():
             assert (c["verdict"] is not None) == (c["p_holm"] < stats.ALPHA), c
             checked += c["verdict"] is not None
     assert checked > 20  # some findings among them, not only "no difference"
+
+
+def test_retrain_pipeline_is_compared_with_retrain_per_metric_and_against_the_noise_floor():
+    from workflow.summarize import aggregate, original_model_comparisons
+
+    rows = study_rows()
+    # Retrain (pipeline): one run per sparse model, class-wise; TA 5.2 to 5.6 points below Retrain's mean, RA 1 above
+    for t, shift in ((1, 0.0), (2, 1.0), (3, -1.0)):
+        rows.append(row("95% sparse", "retrain_pipeline", t, 1, (100, 100, 98 + shift, 80 - 0.2 * t)))
+    found = stats.reference_against_retrain(rows, "retrain_pipeline")
+    assert set(found) == {("class-wise", "95% sparse")}
+    result = found[("class-wise", "95% sparse")]
+    ta_diffs = [(80 - 0.2 * t) - 85 for t in (1, 2, 3)]  # Retrain's two runs average 85 on TA
+    mean, low, high, n = result["metrics"]["TA"][2]
+    half = scipy_stats.t.ppf(0.975, 2) * scipy_stats.tstd(ta_diffs) / math.sqrt(3)
+    assert (mean, n) == (pytest.approx(-5.4), 3) and (low, high) == (pytest.approx(-5.4 - half), pytest.approx(-5.4 + half))
+    assert result["metrics"]["RA"][2][0] == pytest.approx(1.0)
+    assert result["metrics"]["UA"][2][:3] == (0.0, 0.0, 0.0)
+    # run to run: against Retrain's run 1 (RA 98+s, TA 86) and run 2 (RA 96+s, TA 84): RA gaps 0 and 2, TA 6+0.2t and 4+0.2t
+    expected = [((6 + 0.2 * t) / 4 + (2 + 4 + 0.2 * t) / 4) / 2 - 1.0 for t in (1, 2, 3)]  # minus the floor, 1.0 on every model
+    assert result["reference_gap"] == pytest.approx([e + 1.0 for e in expected])
+    mean, low, high, n = result["gap"]
+    assert mean == pytest.approx(sum(expected) / 3) and low > 0
+    rows = [{**r, "RTE": 0.1, "attack": None, "sparsity": 95.0 if "sparse" in r["model"] else 0.0, "options": {}} for r in rows]
+    text = original_model_comparisons(rows, aggregate(rows), {})
+    assert "**Retrain (pipeline) against Retrain under the original mask**" in text
+    assert "| TA | 79.60 | 85.00 | -5.40 [" in text
+    assert "further from Retrain than the noise floor" in text

@@ -15,6 +15,12 @@ unlearning seeds. The comparisons a reviewer expects are made across original mo
    l1-sparse − FT per model, each with its mean, a t interval and a p-value (scipy), then a
    Holm correction over the family of comparisons (`holm`); the verdict reads the corrected
    interval, never a count of seeds.
+4. Another reference against Retrain (`reference_against_retrain`: Retrain (pipeline), the
+   whole pruning run on the retain set, against Retrain under the original mask): per
+   metric, the paired difference of the two means across original models; and its Avg. Gap
+   to each Retrain run against the noise floor (the Avg. Gap from Retrain run to Retrain
+   run), paired by original model. Run against run on both sides, so that a reference drawn
+   from Retrain's own distribution has the floor's expected gap.
 """
 
 import math
@@ -81,6 +87,67 @@ def noise_floor(rows):
         if values:
             floors[key[:2]] = values
     return floors
+
+
+def run_to_retrain_gaps(rows, method):
+    """{(scenario, model): {train_seed: mean Avg. Gap over every (method run, Retrain run) pair of that original model}}."""
+    groups = by_original_model(rows)
+    result = {}
+    for key, per_model in groups.items():
+        if key[2] != method:
+            continue
+        reference = retrain_key(groups, key[0], key[1])
+        if reference is None:
+            continue
+        values = {}
+        for seed, runs in per_model.items():
+            pairs = [avg_gap(run, retrain) for run in runs for retrain in groups[reference].get(seed, [])]
+            if pairs:
+                values[seed] = sum(pairs) / len(pairs)
+        if values:
+            result[key[:2]] = values
+    return result
+
+
+def interval(values):
+    """(mean, low, high, n) of a 95% t interval; low = high = None with fewer than two values."""
+    mean, half, n = summary(values)
+    return (mean, None, None, n) if half is None else (mean, mean - half, mean + half, n)
+
+
+def reference_against_retrain(rows, method):
+    """{(scenario, model): {"metrics": {metric: (reference mean, Retrain mean, (mean, low, high, n) of the
+    per-model differences)}, "gap": (mean, low, high, n) of reference gap − noise floor per model,
+    "reference_gap": [...], "floor": [...]}} for every scenario and model where `method` ran."""
+    groups = by_original_model(rows)
+    gaps, floors = run_to_retrain_gaps(rows, method), noise_floor(rows)
+    result = {}
+    for key, per_model in groups.items():
+        if key[2] != method:
+            continue
+        reference = retrain_key(groups, key[0], key[1])
+        if reference is None:
+            continue
+        seeds = sorted(set(per_model) & set(groups[reference]), key=str)
+        ours = {s: mean_metrics(per_model[s]) for s in seeds}
+        theirs = {s: mean_metrics(groups[reference][s]) for s in seeds}
+        metrics = {
+            m: (
+                sum(ours[s][m] for s in seeds) / len(seeds),
+                sum(theirs[s][m] for s in seeds) / len(seeds),
+                interval([ours[s][m] - theirs[s][m] for s in seeds]),
+            )
+            for m in METRICS
+        }
+        gap, floor = gaps.get(key[:2], {}), floors.get(key[:2], {})
+        both = sorted(set(gap) & set(floor), key=str)
+        result[key[:2]] = {
+            "metrics": metrics,
+            "gap": interval([gap[s] - floor[s] for s in both]) if both else None,
+            "reference_gap": [gap[s] for s in both],
+            "floor": [floor[s] for s in both],
+        }
+    return result
 
 
 def seed_sensitivity(rows, tolerance=1e-9):

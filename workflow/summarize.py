@@ -516,7 +516,45 @@ def original_model_comparisons(rows, table, declared):
                   f"{'the grid declares' if declared else 'of every method across the two models and of l1-sparse against FT'}; "
                   "an interval is at the confidence level Holm's step gives its rank, and a difference is a finding only when "
                   "its corrected interval excludes 0."]  # fmt: skip
+    lines += reference_comparison(rows, "retrain_pipeline")
     return "\n".join(lines) + "\n"
+
+
+def reference_comparison(rows, method):
+    """Markdown lines: another exact reference (Retrain (pipeline)) against Retrain under the original mask, across original models."""
+    from workflow import stats
+
+    found = stats.reference_against_retrain(rows, method)
+    if not found:
+        return []
+    name = NAMES.get(method, method)
+    lines = [
+        "",
+        f"**{name} against Retrain under the original mask**",
+        "",
+        f"Per original model, {name}'s metrics and Retrain's (each averaged over its runs) and their difference; mean and "
+        f"95% t interval over the original models. Last row: {name}'s Avg. Gap to each Retrain run against the noise floor "
+        f"(Retrain run to Retrain run), paired by original model: above 0, {name} lies further from Retrain than Retrain "
+        "from itself. One question of its own: these intervals are not in the Holm family above.",
+    ]
+
+    def difference(mean, low, high, n):
+        return f"{mean:+.2f} (n={n})" if low is None else f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] (n={n})"
+
+    for (scenario, model), found_here in sorted(found.items()):
+        lines += ["", f"{scenario} forgetting, {model}:", "", f"| metric | {name} | Retrain | difference |", "|---|---|---|---|"]
+        for metric in METRICS:
+            ours, theirs, diff = found_here["metrics"][metric]
+            lines.append(f"| {metric} | {ours:.2f} | {theirs:.2f} | {difference(*diff)} |")
+        if found_here["gap"] is not None:
+            mean, low, high, n = found_here["gap"]
+            ours, floor = (sum(v) / len(v) for v in (found_here["reference_gap"], found_here["floor"]))
+            if low is None or low <= 0 <= high:
+                words = "no difference found"
+            else:
+                words = "further from Retrain than the noise floor" if low > 0 else "closer to Retrain than the noise floor"
+            lines.append(f"| Avg. Gap, run to run | {ours:.2f} | {floor:.2f} (noise floor) | {difference(mean, low, high, n)}: {words} |")
+    return lines
 
 
 def verdict_words(comparison):
