@@ -91,6 +91,27 @@ def barrier():
         dist.barrier()
 
 
+def from_rank_0(compute):
+    """`compute()` on rank 0 alone, its result sent to every rank (pickled); a UserError it
+    raises is raised on every rank. For work that would otherwise be done N times over, such
+    as listing ImageNet's 1.28 million files on a shared file system from every process."""
+    if not active():
+        return compute()
+    from utils import UserError
+
+    message = [None]
+    if is_main():
+        try:
+            message = [("result", compute())]
+        except UserError as err:
+            message = [("error", str(err))]
+    dist.broadcast_object_list(message, src=0)
+    kind, value = message[0]
+    if kind == "error":
+        raise UserError(value)
+    return value
+
+
 def all_succeeded(succeeded):
     """True when every rank says it succeeded; a barrier too. A rank whose part failed still
     calls it, so that the others learn it and stop instead of waiting for it."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import distributed
 from dataset import TensorLoader, rank_share
 from utils import UserError
 
@@ -147,6 +148,12 @@ def _layout(data_dir):
     return f"{os.path.join(data_dir, 'train')}/<wnid>/*.JPEG and {os.path.join(data_dir, 'val')}/<wnid>/*.JPEG"
 
 
+def list_imagenet(data_dir):
+    """The training and validation listings: ((paths, labels, class_to_idx), (paths, labels, class_to_idx))."""
+    train = read_folder(os.path.join(data_dir, "train"), "training", data_dir)
+    return train, read_folder(os.path.join(data_dir, "val"), "validation", data_dir, train[2])
+
+
 def read_folder(folder, what, data_dir, class_to_idx=None):
     """(paths, labels, class_to_idx) of one split; one line naming the layout when it is not there."""
     from torchvision.datasets import ImageFolder
@@ -175,9 +182,9 @@ def read_folder(folder, what, data_dir, class_to_idx=None):
 
 
 def load_imagenet(data_dir, num_workers=0):
-    """(train, val, num_classes) FolderSets of an ImageNet tree; test is val, as in the original's ImageNet path."""
-    train_paths, train_labels, class_to_idx = read_folder(os.path.join(data_dir, "train"), "training", data_dir)
-    val_paths, val_labels, _ = read_folder(os.path.join(data_dir, "val"), "validation", data_dir, class_to_idx)
+    """(train, val, num_classes) FolderSets of an ImageNet tree; test is val, as in the original's ImageNet path.
+    Under torchrun rank 0 alone lists the folders and sends the listing to the others."""
+    (train_paths, train_labels, class_to_idx), (val_paths, val_labels, _) = distributed.from_rank_0(lambda: list_imagenet(data_dir))
     train = FolderSet(train_paths, train_labels, num_workers)
     val = FolderSet(val_paths, val_labels, num_workers)
     return train, val, len(class_to_idx)

@@ -174,3 +174,29 @@ def test_imagenet_prunes_and_unlearns_end_to_end_without_writing_under_data(tree
     for script, extra in (("main_forget.py", ["--mask", digits_masks["sparse"], "--unlearn", "FT"]), ("main_backdoor.py", [])):
         bad = run_script(script, *common, *extra, "--save_dir", tmp_path / "bad")
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_under_torchrun_only_rank_0_lists_the_folders(tree, tmp_path, monkeypatch):
+    """The other ranks take rank 0's listing (1.28 million files, listed once, not once per process)."""
+    import distributed
+    import image_folder
+
+    sent = []
+    monkeypatch.setattr(distributed, "active", lambda: True)
+
+    def broadcast(message, src):  # rank 0 sends its message; another rank receives `given`
+        sent.append(list(message))
+        if message[0] is None:
+            message[0] = given
+
+    monkeypatch.setattr(distributed.dist, "broadcast_object_list", broadcast)
+    given = ("result", image_folder.list_imagenet(tree))
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    train, val, classes = image_folder.load_imagenet(str(tmp_path / "not_listed_here"))  # a folder rank 1 never reads
+    assert classes == len(CLASSES) and np.array_equal(train.paths, given[1][0][0]) and len(val) == len(given[1][1][1])
+    given = ("error", "imagenet: something rank 0 found wrong")
+    with pytest.raises(UserError, match="something rank 0 found wrong"):
+        image_folder.load_imagenet(str(tmp_path / "not_listed_here"))
+    monkeypatch.setattr(distributed, "is_main", lambda: True)  # rank 0 lists, then sends what it found
+    train, _, _ = image_folder.load_imagenet(tree)
+    assert sent[-1][0][0] == "result" and np.array_equal(sent[-1][0][1][0][0], train.paths)
