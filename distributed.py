@@ -99,16 +99,22 @@ def from_rank_0(compute):
         return compute()
     from utils import UserError
 
-    message = [None]
+    message, failure = [None], None
     if is_main():
         try:
             message = [("result", compute())]
         except UserError as err:
             message = [("error", str(err))]
+        except BaseException as err:  # noqa: BLE001 -- the others are waiting in this broadcast: tell them, then fail
+            message, failure = [("failed", f"{type(err).__name__}: {err}")], err
     dist.broadcast_object_list(message, src=0)
+    if failure is not None:
+        raise failure
     kind, value = message[0]
     if kind == "error":
         raise UserError(value)
+    if kind == "failed":
+        raise RuntimeError(f"rank 0 failed ({value}); its log has the traceback")
     return value
 
 

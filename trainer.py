@@ -215,10 +215,10 @@ def evaluate(model, loader):
         target = target.to(device)
         counts[0] += (model(images.to(device)).argmax(1) == target).sum()
         counts[1] += len(target)
-    correct, seen = distributed.sum_over_ranks_([counts], loader)[0].float()
+    correct, seen = distributed.sum_over_ranks_([counts], loader)[0].cpu().float()
     if seen == 0:
         return float("nan")
-    return 100.0 * (correct / seen).item()  # float32, as the mean of a float32 tensor of hits was
+    return 100.0 * (correct / seen).item()  # float32 on the CPU: bit for bit the CPU mean of a float32 tensor of hits
 
 
 def validate(val_loader, model, criterion=None, args=None):

@@ -153,6 +153,7 @@ def test_the_slurm_examples_run_torchrun_from_the_submit_folder_with_valid_optio
         tool.chmod(0o755)
     slurm = {"SLURM_SUBMIT_DIR": ROOT, "SLURM_CPUS_PER_TASK": "64", "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_NNODES": "2"}
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="123456", **slurm)
+    env.pop("UNLEARN_PYTHON", None)
     given = ["/data/imagenet", "runs/x/1model_SA_best.pth.tar", "runs/y"]
     ran = subprocess.run(["bash", path, *given], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert ran.returncode == 0, ran.stderr

@@ -197,6 +197,17 @@ def test_under_torchrun_only_rank_0_lists_the_folders(tree, tmp_path, monkeypatc
     given = ("error", "imagenet: something rank 0 found wrong")
     with pytest.raises(UserError, match="something rank 0 found wrong"):
         image_folder.load_imagenet(str(tmp_path / "not_listed_here"))
+    given = ("failed", "PermissionError: [Errno 13] Permission denied: 'train/n1'")
+    with pytest.raises(RuntimeError, match="rank 0 failed .PermissionError"):
+        image_folder.load_imagenet(str(tmp_path / "not_listed_here"))
     monkeypatch.setattr(distributed, "is_main", lambda: True)  # rank 0 lists, then sends what it found
     train, _, _ = image_folder.load_imagenet(tree)
     assert sent[-1][0][0] == "result" and np.array_equal(sent[-1][0][1][0][0], train.paths)
+
+    def unreadable(data_dir):
+        raise PermissionError("Permission denied: 'train/n1'")
+
+    monkeypatch.setattr(image_folder, "list_imagenet", unreadable)  # any failure reaches the waiting ranks, then fails rank 0
+    with pytest.raises(PermissionError):
+        image_folder.load_imagenet(tree)
+    assert sent[-1] == [("failed", "PermissionError: Permission denied: 'train/n1'")]

@@ -18,9 +18,10 @@ unlearning seeds. The comparisons a reviewer expects are made across original mo
 4. Another reference against Retrain (`reference_against_retrain`: Retrain (pipeline), the
    whole pruning run on the retain set, against Retrain under the original mask): per
    metric, the paired difference of the two means across original models; and its Avg. Gap
-   to each Retrain run against the noise floor (the Avg. Gap from Retrain run to Retrain
-   run), paired by original model. Run against run on both sides, so that a reference drawn
-   from Retrain's own distribution has the floor's expected gap.
+   to each Retrain run of another unlearning seed against the noise floor (the Avg. Gap from
+   Retrain run to Retrain run), paired by original model. Run against run of different seeds
+   on both sides, so that a reference drawn from Retrain's own distribution has the floor's
+   expected gap.
 """
 
 import math
@@ -90,7 +91,9 @@ def noise_floor(rows):
 
 
 def run_to_retrain_gaps(rows, method):
-    """{(scenario, model): {train_seed: mean Avg. Gap over every (method run, Retrain run) pair of that original model}}."""
+    """{key: {train_seed: mean Avg. Gap over the (method run, Retrain run) pairs of that original model}}, for
+    every key (scenario, model, method, setting) of `method`. Pairs that share an unlearning seed are left out:
+    the noise floor's pairs never do, and a shared seed (the same data order) would draw the two runs together."""
     groups = by_original_model(rows)
     result = {}
     for key, per_model in groups.items():
@@ -101,11 +104,12 @@ def run_to_retrain_gaps(rows, method):
             continue
         values = {}
         for seed, runs in per_model.items():
-            pairs = [avg_gap(run, retrain) for run in runs for retrain in groups[reference].get(seed, [])]
+            retrains = groups[reference].get(seed, [])
+            pairs = [avg_gap(run, retrain) for run in runs for retrain in retrains if run.get("seed") != retrain.get("seed")]
             if pairs:
                 values[seed] = sum(pairs) / len(pairs)
         if values:
-            result[key[:2]] = values
+            result[key] = values
     return result
 
 
@@ -116,9 +120,10 @@ def interval(values):
 
 
 def reference_against_retrain(rows, method):
-    """{(scenario, model): {"metrics": {metric: (reference mean, Retrain mean, (mean, low, high, n) of the
-    per-model differences)}, "gap": (mean, low, high, n) of reference gap − noise floor per model,
-    "reference_gap": [...], "floor": [...]}} for every scenario and model where `method` ran."""
+    """{key: {"metrics": {metric: (reference mean, Retrain mean, (mean, low, high, n) of the per-model
+    differences)}, "gap": (mean, low, high, n) of reference gap − noise floor per model or None,
+    "reference_gap": [...], "floor": [...]}} for every key (scenario, model, method, setting) of `method`
+    with runs on an original model that also has Retrain runs."""
     groups = by_original_model(rows)
     gaps, floors = run_to_retrain_gaps(rows, method), noise_floor(rows)
     result = {}
@@ -126,9 +131,9 @@ def reference_against_retrain(rows, method):
         if key[2] != method:
             continue
         reference = retrain_key(groups, key[0], key[1])
-        if reference is None:
+        seeds = [] if reference is None else sorted(set(per_model) & set(groups[reference]), key=str)
+        if not seeds:
             continue
-        seeds = sorted(set(per_model) & set(groups[reference]), key=str)
         ours = {s: mean_metrics(per_model[s]) for s in seeds}
         theirs = {s: mean_metrics(groups[reference][s]) for s in seeds}
         metrics = {
@@ -139,9 +144,9 @@ def reference_against_retrain(rows, method):
             )
             for m in METRICS
         }
-        gap, floor = gaps.get(key[:2], {}), floors.get(key[:2], {})
+        gap, floor = gaps.get(key, {}), floors.get(key[:2], {})
         both = sorted(set(gap) & set(floor), key=str)
-        result[key[:2]] = {
+        result[key] = {
             "metrics": metrics,
             "gap": interval([gap[s] - floor[s] for s in both]) if both else None,
             "reference_gap": [gap[s] for s in both],

@@ -533,16 +533,17 @@ def reference_comparison(rows, method):
         f"**{name} against Retrain under the original mask**",
         "",
         f"Per original model, {name}'s metrics and Retrain's (each averaged over its runs) and their difference; mean and "
-        f"95% t interval over the original models. Last row: {name}'s Avg. Gap to each Retrain run against the noise floor "
-        f"(Retrain run to Retrain run), paired by original model: above 0, {name} lies further from Retrain than Retrain "
+        f"95% t interval over the original models. Last row: {name}'s Avg. Gap to each Retrain run of another unlearning seed "
+        f"against the noise floor (Retrain run to Retrain run), paired by original model: above 0, {name} lies further from Retrain than Retrain "
         "from itself. One question of its own: these intervals are not in the Holm family above.",
     ]
 
     def difference(mean, low, high, n):
         return f"{mean:+.2f} (n={n})" if low is None else f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] (n={n})"
 
-    for (scenario, model), found_here in sorted(found.items()):
-        lines += ["", f"{scenario} forgetting, {model}:", "", f"| metric | {name} | Retrain | difference |", "|---|---|---|---|"]
+    for (scenario, model, _, setting), found_here in sorted(found.items()):
+        label = row_name(method, setting)
+        lines += ["", f"{scenario} forgetting, {model}:", "", f"| metric | {label} | Retrain | difference |", "|---|---|---|---|"]
         for metric in METRICS:
             ours, theirs, diff = found_here["metrics"][metric]
             lines.append(f"| {metric} | {ours:.2f} | {theirs:.2f} | {difference(*diff)} |")
