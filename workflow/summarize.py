@@ -533,9 +533,10 @@ def reference_comparison(rows, method):
         f"**{name} against Retrain under the original mask**",
         "",
         f"Per original model, {name}'s metrics and Retrain's (each averaged over its runs) and their difference; mean and "
-        f"95% t interval over the original models. Last row: {name}'s Avg. Gap to each Retrain run of another unlearning seed "
-        f"against the noise floor (Retrain run to Retrain run), paired by original model: above 0, {name} lies further from Retrain than Retrain "
-        "from itself. One question of its own: these intervals are not in the Holm family above.",
+        f"95% t interval over the original models. Last row: {name}'s Avg. Gap to each Retrain run of another "
+        f"unlearning seed against the noise floor (Retrain run to Retrain run), paired by original model: above 0, "
+        f"{name} lies further from Retrain than Retrain from itself. One question of its own: these intervals are not "
+        "in the Holm family above.",
     ]
 
     def difference(mean, low, high, n):
