@@ -124,9 +124,7 @@ def all_succeeded(succeeded):
     if not active():
         return succeeded
     device = torch.device("cuda", local_rank()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    failures = torch.tensor(0 if succeeded else 1, device=device)
-    dist.all_reduce(failures, op=dist.ReduceOp.SUM)
-    return int(failures) == 0
+    return int(all_reduce_sum_(torch.tensor(0 if succeeded else 1, device=device))) == 0
 
 
 def sum_over_ranks_(tensors, loader):
