@@ -169,7 +169,7 @@ def test_a_single_process_is_left_alone():
     assert distributed.world_size() == 1 and distributed.is_main()
 
 
-def test_sync_bn_is_refused_on_the_cpu_and_converts_batch_norm_on_request(monkeypatch):
+def test_sync_bn_is_refused_on_the_cpu_under_torchrun_and_ignored_outside_it(monkeypatch):
     """--sync_bn under torchrun: one clear error on the CPU; outside torchrun it changes nothing."""
     import argparse
 
