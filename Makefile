@@ -28,7 +28,7 @@ demo: $(STAMP)
 # (dataset-fashion-mnist): installed here when missing (root with apt-get).
 test: $(STAMP) lint
 	bash tests/install_test_packages.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The fast tier: in-process tests on tiny models (no training runs, no Slurm), a few minutes.
 test-fast: $(STAMP) lint

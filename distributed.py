@@ -18,6 +18,7 @@ every rank, so a checkpoint resumes on any number of processes.
 """
 
 import datetime
+import gc
 import logging
 import os
 import weakref
@@ -56,6 +57,10 @@ def init():
 
 
 def finish():
+    """Leave the process group. The DistributedDataParallel wrappers go first: destroyed at
+    interpreter exit, after the group, one can abort the process (C++ "terminate called")."""
+    _wrapped.clear()
+    gc.collect()
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -21,7 +21,8 @@ TOLERANCE = 1e-5  # float rounding: the ranks' sums are added in another order
 
 def torchrun(*args, nproc=2, **kwargs):
     """`torchrun --standalone --nproc_per_node 2 ARGS` as a subprocess (one thread per rank)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # faulthandler: a rank that aborts inside C++ still prints where its Python code was
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600, **kwargs)
 
@@ -122,7 +123,8 @@ def test_a_two_rank_run_killed_and_resumed_ends_as_one_that_was_not(tmp_path):
     whole = torchrun(*IMP, "--save_dir", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # faulthandler: a rank that aborts inside C++ still prints where its Python code was
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *map(str, IMP)]
     run = subprocess.Popen([*command, "--save_dir", tmp_path / "killed"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     first_state_done = tmp_path / "killed" / "1checkpoint.pth.tar"

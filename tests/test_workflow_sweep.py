@@ -419,6 +419,7 @@ def test_a_study_over_independent_original_models_on_digits_is_summarised_with_p
 
     grid = json.loads(tiny_grid(tmp_path / "grid.json", methods=("FT",), seeds=(1, 2)).read_text())
     grid["train_seeds"] = [1, 2, 3]
+    grid["common"].update(train_per_class=40, test_per_class=20)  # 39 runs: a small share of digits keeps it short
     grid["methods"] = {
         "retrain": {"unlearn_epochs": 1, "unlearn_lr": 0.1},
         "FT": {"unlearn_epochs": 1, "unlearn_lr": 0.01},
