@@ -103,7 +103,7 @@ def test_summarize_prints_the_floor_the_intervals_and_the_verdict_in_words():
     text = original_model_comparisons(rows, aggregate(rows), {})
     assert "### Across original models (3 independently trained dense / sparse pairs)" in text
     floor = next(line for line in text.splitlines() if line.startswith("| Retrain vs Retrain (noise floor)"))
-    assert floor.count("1.00 ± 0.00 (n=3)") == 2
+    assert floor.count("1.00 [1.00, 1.00] (n=3)") == 2  # mean [95% t interval] (n)
     iu = next(line for line in text.splitlines() if line.startswith("| IU |"))
     assert "\\*" in iu  # the same on every seed
     gaps = stats.per_model_gaps(rows)
@@ -183,3 +183,49 @@ def test_a_reference_is_compared_with_retrain_runs_of_other_seeds_only_and_parti
     lonely = [row("95% sparse", "retrain_pipeline", 9, 1, (100, 100, 97, 85), setting="epochs=3")]
     found = stats.reference_against_retrain(study_rows() + lonely, "retrain_pipeline")
     assert found == {}
+
+
+def test_a_declared_comparison_without_results_stays_in_the_holm_family():
+    gaps = {"a": {t: 3.0 + 0.1 * t for t in range(5)}, "b": {t: 1.0 + 0.12 * t for t in range(5)}}
+    alone = stats.compare(gaps, [("found", "a", "b")])
+    declared = stats.compare(gaps, [("found", "a", "b"), ("not yet run", "a", "c")])
+    assert declared[0]["p"] == alone[0]["p"] and declared[0]["p_holm"] == pytest.approx(min(1.0, 2 * alone[0]["p"]))
+    assert declared[1]["missing"] and declared[1]["verdict"] is None and declared[1]["p_holm"] == 1.0
+
+
+def test_the_study_grid_fixes_the_family_before_its_results_land(tmp_path):
+    import json
+
+    from workflow.summarize import aggregate, comparison_family, declared_comparisons
+
+    grid = {
+        "methods": {"raw": {}, "retrain": {}, "retrain_pipeline": {}, "FT": {}, "GA": {}, "FT_prune": {}},
+        "scenarios": {"class-wise": {}, "random": {}},
+        "comparisons": {"models": ["dense", "95% sparse"], "methods": [["FT", "FT_prune"]]},
+    }
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    declared = declared_comparisons(str(tmp_path))
+    rows = [{**r, "RTE": 0.1, "attack": None, "sparsity": 95.0 if "sparse" in r["model"] else 0.0, "options": {}} for r in study_rows()]
+    rows = [r for r in rows if r["method"] in ("retrain", "FT")]  # only FT has landed, class-wise only
+    family = comparison_family(aggregate(rows), declared)
+    # FT, GA, l1-sparse: 95% sparse − dense, and l1-sparse − FT on each model, in both scenarios; never a reference
+    assert len(family) == 2 * (3 + 2)
+    assert not any("retrain" in key[2] for _, *keys in family for key in keys)
+
+
+def test_indistinguishable_from_retrain_is_judged_on_the_floors_footing():
+    def runs(method, first, second):
+        return [row("dense", method, t, s, (100, 100, ra, 86)) for t in (1, 2) for s, ra in ((1, first), (2, second))]
+
+    rows = runs("retrain", 98, 96)  # floor: |98 - 96| / 4 = 0.5 on each model
+    floors = stats.noise_floor(rows)
+    key = ("class-wise", "dense", "FT", "")
+    # Spread wider than Retrain's: its seed average equals Retrain's mean (gap 0), yet each run lies
+    # 3 points from the Retrain run of the other seed (0.75 > 0.5): not indistinguishable.
+    wide = rows + runs("FT", 99, 95)
+    assert stats.per_model_gaps(wide)[key] == {1: 0.0, 2: 0.0}
+    assert stats.indistinguishable_from_retrain(wide, key, floors) is False
+    # Drawn like Retrain's own runs: run against run, as close as Retrain's runs are to each other.
+    alike = rows + runs("FT", 98, 96)
+    assert stats.indistinguishable_from_retrain(alike, key, floors) is True
+    assert stats.indistinguishable_from_retrain(rows + runs("GA", 98, 96), ("class-wise", "95% sparse", "GA", ""), floors) is None

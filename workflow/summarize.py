@@ -38,6 +38,8 @@ METRICS = ("UA", "MIA-Efficacy", "RA", "TA")
 # original code's other methods, then the methods that came after the paper.
 NAMES = {name: record.paper_name for name, record in METHODS.items()}
 NO_GAP = {"raw"}  # rows shown without a gap to Retrain
+# Not in the across-model comparisons: the start, the reference, and another reference with its own section.
+NOT_COMPARED = NO_GAP | {"retrain", "retrain_pipeline"}
 # The shadow attack's own accuracy on members and non-members it was not fit on (the
 # training-privacy attack's confidence score); within this many points of 50% it cannot
 # tell members from non-members, and an MIA-Efficacy cell is marked.
@@ -288,7 +290,7 @@ def ulira_paired(folder, ulira, resamples=500):
     return "\n".join(head + lines + tail) + "\n"
 
 
-def markdown(table, notes=(), ulira=None):
+def markdown(table, notes=(), ulira=None, pooled_models=False):
     lines = []
     ulira = ulira or {}
     for scenario in sorted({k[0] for k in table}):
@@ -313,7 +315,13 @@ def markdown(table, notes=(), ulira=None):
                 cells.append(f"{100 * report['balanced_accuracy']:.2f} (K={report['reference_models']})" if report else "n/a")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    note = "Mean ± std over seeds; in brackets the gap to Retrain of the same model and scenario (lower is better)."
+    note = (
+        "Mean ± std over runs (every original model and unlearning seed, pooled: the spread of models and of unlearning "
+        "together; the statistics across original models are below)"
+        if pooled_models
+        else "Mean ± std over seeds"
+    )
+    note += "; in brackets the gap to Retrain of the same model and scenario (lower is better)."
     if any(key[2] in NO_GAP for key in table):
         note += " Original: the model before unlearning (no gap: it is where every method starts)."
     lines.append(note)
@@ -420,7 +428,12 @@ def declared_comparisons(run_dir):
     for path in candidates:
         try:
             with open(path) as f:
-                return json.load(f).get("comparisons") or {}
+                grid = json.load(f)
+            declared = dict(grid.get("comparisons") or {})
+            if declared:  # the family is fixed by the grid, whatever has landed: its methods and scenarios too
+                declared.setdefault("grid_methods", list(grid.get("methods") or {}))
+                declared.setdefault("scenarios", list(grid.get("scenarios") or {}))
+            return declared
         except (OSError, ValueError, AttributeError):
             continue
     return {}
@@ -429,7 +442,7 @@ def declared_comparisons(run_dir):
 def comparison_family(table, declared):
     """[(label, first key, second key)]: the comparisons declared in advance, or by default every
     method's sparser − denser model and l1-sparse − FT on each model, in every scenario."""
-    scenarios = sorted({k[0] for k in table})
+    scenarios = sorted(set(declared.get("scenarios") or []) | {k[0] for k in table})
     models = declared.get("models") or sorted(
         {k[1] for k in table}, key=lambda m: next(e["sparsity"] for k, e in table.items() if k[1] == m)
     )
@@ -437,13 +450,18 @@ def comparison_family(table, declared):
     family = []
     for scenario in scenarios:
         if len(models) == 2:
-            methods = sorted(
-                {(k[2], k[3]) for k in table if k[0] == scenario and k[2] not in NO_GAP | {"retrain"}}, key=lambda ms: method_order(ms[0])
-            )
+            methods = {(k[2], k[3]) for k in table if k[0] == scenario and k[2] not in NOT_COMPARED}
+            for method in declared.get("grid_methods") or []:  # declared, even before (or without) its results
+                if method not in NOT_COMPARED and not any(m == method for m, _ in methods):
+                    methods.add((method, ""))
+            methods = sorted(methods, key=lambda ms: (method_order(ms[0]), ms[1]))
             for method, setting in methods:
                 keys = [(scenario, model, method, setting) for model in models]
                 family.append((f"{row_name(method, setting)}: {models[1]} − {models[0]}", *keys))
         for first, second in method_pairs:
+            present = {k[2] for k in table if k[0] == scenario}
+            if not declared.get("methods") and not {first, second} <= present:
+                continue  # the default pair, for a grid that declares none: only where both methods ran
             for model in models:
                 family.append(
                     (
@@ -465,7 +483,7 @@ def original_model_comparisons(rows, table, declared):
     """
     from workflow import stats
 
-    gaps = stats.per_model_gaps(rows, no_gap=tuple(NO_GAP | {"retrain"}))
+    gaps = stats.per_model_gaps(rows, no_gap=tuple(NOT_COMPARED))
     floors = stats.noise_floor(rows)
     sensitive = stats.seed_sensitivity(rows)
     family = stats.compare(gaps, comparison_family(table, declared))
@@ -473,17 +491,19 @@ def original_model_comparisons(rows, table, declared):
     lines = ["", f"### Across original models ({n_models} independently trained dense / sparse pairs)", ""]
     lines.append(
         "Per original model, each method's metrics averaged over its unlearning seeds, then its Avg. Gap to the mean of "
-        "that model's Retrain runs; mean and 95% t interval over the original models (n). Noise floor: the Avg. Gap between "
-        "two Retrain runs of the same original model; ≈R marks a mean gap at or below it (indistinguishable from Retrain). "
+        "that model's Retrain runs; the mean over the original models, its 95% t interval in brackets, and n. Noise floor: "
+        "the Avg. Gap between two Retrain runs of the same original model. ≈R marks a method whose runs lie as close to "
+        "Retrain's runs as those lie to each other (each run against a Retrain run of another unlearning seed, on the same "
+        "original models: the floor's own footing; a comparison of means, not a test). "
         r"\* marks a method whose runs did not change with the unlearning seed (one run per model, repeated)."
     )
 
-    def cell(values, floor=None, key=None):
+    def cell(values, key=None):
         if not values:
             return "n/a"
         mean, half, n = stats.summary(list(values.values()))
-        text = f"{mean:.2f}" + (f" ± {half:.2f}" if half is not None else "") + f" (n={n})"
-        if floor is not None and mean <= floor:
+        text = f"{mean:.2f}" + (f" [{mean - half:.2f}, {mean + half:.2f}]" if half is not None else "") + f" (n={n})"
+        if key is not None and stats.indistinguishable_from_retrain(rows, key, floors):
             text += " ≈R"
         if key is not None and sensitive.get(key) is False:
             text += " \\*"
@@ -491,12 +511,11 @@ def original_model_comparisons(rows, table, declared):
 
     for scenario in sorted({k[0] for k in table}):
         models = sorted({k[1] for k in table if k[0] == scenario}, key=lambda m: next(e["sparsity"] for k, e in table.items() if k[1] == m))
-        floor_mean = {m: stats.summary(list(floors[(scenario, m)].values()))[0] for m in models if (scenario, m) in floors}
         lines += ["", f"**{scenario} forgetting**", "", "| method | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
         lines.append("| Retrain vs Retrain (noise floor) | " + " | ".join(cell(floors.get((scenario, m), {})) for m in models) + " |")
         methods = sorted({(k[2], k[3]) for k in gaps if k[0] == scenario}, key=lambda ms: (method_order(ms[0]), ms[1]))
         for method, setting in methods:
-            cells = [cell(gaps.get((scenario, m, method, setting), {}), floor_mean.get(m), (scenario, m, method, setting)) for m in models]
+            cells = [cell(gaps.get((scenario, m, method, setting), {}), (scenario, m, method, setting)) for m in models]
             lines.append(f"| {row_name(method, setting)} | " + " | ".join(cells) + " |")
         chosen = [c for c in family if c["first"][0] == scenario]
         if chosen:
@@ -506,6 +525,9 @@ def original_model_comparisons(rows, table, declared):
                 "|---|---|---|---|---|---|",
             ]
             for c in chosen:
+                if c.get("missing"):
+                    lines.append(f"| {c['label']} | no results on two original models | — | — | — | not tested (counted as not rejected) |")
+                    continue
                 lines.append(
                     f"| {c['label']} | {c['mean']:+.2f} (n={c['n']}) | [{c['low']:+.2f}, {c['high']:+.2f}] ({100 * c['level']:.1f}%) | "
                     f"{c['p']:.3f} | {c['p_holm']:.3f} | {verdict_words(c)} |"
@@ -514,8 +536,9 @@ def original_model_comparisons(rows, table, declared):
         lines += ["", f"Each difference is paired by original model (second term minus first: negative means the second is closer "
                   f"to Retrain). Holm's correction runs over the {len(family)} comparisons "
                   f"{'the grid declares' if declared else 'of every method across the two models and of l1-sparse against FT'}; "
-                  "an interval is at the confidence level Holm's step gives its rank, and a difference is a finding only when "
-                  "its corrected interval excludes 0."]  # fmt: skip
+                  "an interval is at the confidence level Holm's step gives its rank (it excludes 0 exactly when Holm's test "
+                  "rejects; these are not simultaneous intervals), and a difference is a finding only when its corrected "
+                  "interval excludes 0. A declared comparison without results stays in the family, never rejected."]  # fmt: skip
     lines += reference_comparison(rows, "retrain_pipeline")
     return "\n".join(lines) + "\n"
 
@@ -659,7 +682,7 @@ def main():
     ulira = read_ulira(ulira_dir) if os.path.isdir(ulira_dir) else {}
     several_models = len({r["train_seed"] for r in rows}) > 1
     comparisons = original_model_comparisons(rows, table, declared_comparisons(args.run_dir)) if several_models else ""
-    text = markdown(table, notes, ulira) + (comparisons or seed_comparisons(rows, table))
+    text = markdown(table, notes, ulira, pooled_models=several_models) + (comparisons or seed_comparisons(rows, table))
     if ulira:
         text += ulira_paired(ulira_dir, ulira)
     out = args.out or os.path.join(args.run_dir, "summary.md")
