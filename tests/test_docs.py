@@ -148,7 +148,8 @@ def test_the_slurm_examples_run_torchrun_from_the_submit_folder_with_valid_optio
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text('#!/bin/bash\necho "cwd=$PWD cpus=$SRUN_CPUS_PER_TASK"\nprintf "%s\\n" "$@"\n')
-    (bin_dir / "scontrol").write_text("#!/bin/bash\necho node-a; echo node-b\n")
+    # A long node list: a script that stops reading after the first line would fail here on SIGPIPE every time.
+    (bin_dir / "scontrol").write_text("#!/bin/bash\necho node-a; for i in $(seq 20000); do echo node-b$i; done\n")
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     slurm = {"SLURM_SUBMIT_DIR": ROOT, "SLURM_CPUS_PER_TASK": "64", "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_NNODES": "2"}
