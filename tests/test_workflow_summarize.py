@@ -61,3 +61,27 @@ def test_ulira_rows_that_share_targets_are_compared_with_a_paired_interval(tmp_p
     expected = paired_difference(rows["dense", "retrain"], rows["dense", "raw"], member, ~member, bootstrap=100)
     assert f"| {100 * expected['difference']:+.1f} |" in line and line.endswith("| higher |")
     assert any(row.startswith("| Original: 95% sparse − dense |") for row in text.splitlines())
+
+
+def test_with_several_original_models_best_judges_each_model_so_a_collapse_on_one_is_not_hidden():
+    from workflow.summarize import aggregate, best_scores
+
+    def row(model_seed, method, setting, ua, ra, seed=1):
+        return {"scenario": "class-wise", "model": "dense", "method": method, "setting": setting, "train_seed": model_seed,
+                "seed": seed, "UA": ua, "MIA-Efficacy": ua, "RA": ra, "TA": ra, "RTE": 1.0, "sparsity": 0.0,
+                "options": {"unlearn_lr": float(setting.split("=")[1])} if setting else {}}  # fmt: skip
+
+    rows = [row(m, "retrain", "", 100, 90) for m in (1, 2)]
+    # lr=0.1 overshoots on model 1 and undershoots on model 2: pooled means land on Retrain, each model is far off.
+    rows += [row(1, "FT", "unlearn_lr=0.1", 100, 100), row(2, "FT", "unlearn_lr=0.1", 100, 80)]
+    rows += [row(1, "FT", "unlearn_lr=0.01", 100, 88), row(2, "FT", "unlearn_lr=0.01", 100, 88)]
+    rows += [row(1, "FT", "unlearn_lr=0.05", 100, 91)]  # on one model only: no candidate
+    table = aggregate(rows)
+    assert table["class-wise", "dense", "FT", "unlearn_lr=0.1"]["avg_gap"] == 0.0  # what pooling would pick
+    scores = best_scores(rows)
+    assert scores["class-wise", "dense", "FT", "unlearn_lr=0.1"] == 5.0  # (|100-90| + |100-90|) / 4 per model, then (5 + 5) / 2
+    assert scores["class-wise", "dense", "FT", "unlearn_lr=0.01"] == 1.0
+    assert ("class-wise", "dense", "FT", "unlearn_lr=0.05") not in scores
+    kept, notes, overrides = keep_best(table, scores)
+    assert ("class-wise", "dense", "FT", "unlearn_lr=0.01") in kept and ("class-wise", "dense", "FT", "unlearn_lr=0.1") not in kept
+    assert "selected unlearn_lr=0.01 (Avg. Gap 1.00) over unlearn_lr=0.1 (5.00)" in notes[0] and "0.05" not in notes[0]

@@ -160,9 +160,11 @@ def retrain_of(table, scenario, model):
     return candidates.get("")
 
 
-def keep_best(table):
+def keep_best(table, scores=None):
     """Per method, model and scenario, the setting with the smallest average gap.
 
+    `scores` ({key: score}, from best_scores when the runs come from several original models)
+    replaces the table's Avg. Gap of pooled runs; a key without a score is no candidate.
     Returns (the table of the kept rows, lines saying what was chosen over what, the choices
     as a grid's "overrides").
     """
@@ -171,21 +173,37 @@ def keep_best(table):
         by_group[(scenario, model, method)][setting] = entry
     kept, notes, overrides = {}, [], []
     for (scenario, model, method), entries in sorted(by_group.items(), key=lambda kv: (kv[0][0], method_order(kv[0][2]), kv[0][1])):
-        scored = {s: e for s, e in entries.items() if e["avg_gap"] is not None}
-        best = min(scored, key=lambda s: scored[s]["avg_gap"]) if len(scored) > 1 else None
+        if scores is None:
+            scored = {s: e["avg_gap"] for s, e in entries.items() if e["avg_gap"] is not None}
+        else:
+            scored = {s: scores[(scenario, model, method, s)] for s in entries if (scenario, model, method, s) in scores}
+        best = min(scored, key=scored.get) if len(scored) > 1 else None
         for setting, entry in entries.items():
             if best is None or setting == best:
                 kept[(scenario, model, method, setting)] = entry
         if best is not None:
             overrides.append({"model": model, "scenario": scenario, "method": method, "options": entries[best]["options"]})
-            others = ", ".join(f"{s} ({scored[s]['avg_gap']:.2f})" for s in sorted(scored, key=lambda s: scored[s]["avg_gap"]) if s != best)
-            edges = at_the_edge(entries[best]["options"], [scored[s]["options"] for s in scored])
+            others = ", ".join(f"{s} ({scored[s]:.2f})" for s in sorted(scored, key=scored.get) if s != best)
+            edges = at_the_edge(entries[best]["options"], [entries[s]["options"] for s in scored])
             edge_note = f" — AT THE EDGE of the range searched for {'; '.join(edges)}: widen the search" if edges else ""
             notes.append(
-                f"{NAMES.get(method, method)}, {model}, {scenario}: selected {best} (Avg. Gap {scored[best]['avg_gap']:.2f}) "
-                f"over {others}{edge_note}"
+                f"{NAMES.get(method, method)}, {model}, {scenario}: selected {best} (Avg. Gap {scored[best]:.2f}) over {others}{edge_note}"
             )
     return kept, notes, overrides
+
+
+def best_scores(rows):
+    """{key: mean over the original models of the key's Avg. Gap to that model's Retrain}, for the
+    keys with a gap on every original model of their scenario and model: with several original
+    models, a setting is judged by how it does on each, so that one that collapses on some model
+    cannot hide behind means pooled over models."""
+    from workflow import stats
+
+    gaps = stats.per_model_gaps(rows)
+    models = defaultdict(set)
+    for (scenario, model, _, _), per_model in gaps.items():
+        models[scenario, model] |= set(per_model)
+    return {key: sum(per_model.values()) / len(per_model) for key, per_model in gaps.items() if set(per_model) == models[key[:2]]}
 
 
 def at_the_edge(chosen, tried):
@@ -334,7 +352,8 @@ def markdown(table, notes=(), ulira=None, pooled_models=False):
                   "looks like one never seen, as after Retrain), on K shadow models that forgot random targets, whatever "
                   "the scenario of the row."]  # fmt: skip
     if notes:
-        lines += ["", "--best kept, per method, model and scenario, the setting with the smallest Avg. Gap:", ""]
+        judged = "mean over the original models of each model's Avg. Gap" if pooled_models else "Avg. Gap"
+        lines += ["", f"--best kept, per method, model and scenario, the setting with the smallest {judged}:", ""]
         lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
@@ -669,8 +688,9 @@ def main():
         sys.exit(2)
     table = aggregate(rows)
     notes = ()
+    several_models = len({r["train_seed"] for r in rows}) > 1
     if args.best:
-        table, notes, overrides = keep_best(table)
+        table, notes, overrides = keep_best(table, best_scores(rows) if several_models else None)
         if args.overrides:
             with open(args.overrides, "w") as f:
                 json.dump(overrides, f, indent=2)
@@ -680,7 +700,6 @@ def main():
         print(f"error: --ulira {args.ulira}: no such folder", file=sys.stderr)
         sys.exit(2)
     ulira = read_ulira(ulira_dir) if os.path.isdir(ulira_dir) else {}
-    several_models = len({r["train_seed"] for r in rows}) > 1
     comparisons = original_model_comparisons(rows, table, declared_comparisons(args.run_dir)) if several_models else ""
     text = markdown(table, notes, ulira, pooled_models=several_models) + (comparisons or seed_comparisons(rows, table))
     if ulira:
