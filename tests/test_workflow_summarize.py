@@ -85,3 +85,25 @@ def test_with_several_original_models_best_judges_each_model_so_a_collapse_on_on
     kept, notes, overrides = keep_best(table, scores)
     assert ("class-wise", "dense", "FT", "unlearn_lr=0.01") in kept and ("class-wise", "dense", "FT", "unlearn_lr=0.1") not in kept
     assert "selected unlearn_lr=0.01 (Avg. Gap 1.00) over unlearn_lr=0.1 (5.00)" in notes[0] and "0.05" not in notes[0]
+
+
+def test_best_by_worst_keeps_the_setting_whose_worst_original_model_is_best():
+    from workflow.summarize import aggregate, best_scores
+
+    def row(model_seed, setting, ra):
+        options = {"alpha": float(setting.split("=")[1])} if setting else {}
+        return {"scenario": "class-wise", "model": "dense", "method": "wfisher" if setting else "retrain", "setting": setting,
+                "train_seed": model_seed, "seed": 1, "UA": 100, "MIA-Efficacy": 100, "RA": ra, "TA": 80, "RTE": 1.0,
+                "sparsity": 0.0, "options": options}  # fmt: skip
+
+    rows = [row(m, "", 90) for m in (1, 2, 3)]
+    rows += [row(1, "alpha=1", 90), row(2, "alpha=1", 90), row(3, "alpha=1", 30)]  # right on two models, collapses on one
+    rows += [row(m, "alpha=0.3", 66) for m in (1, 2, 3)]  # off by the same on every model
+    rows += [row(m, "alpha=0.1", 10) for m in (1, 2, 3)]
+    by_mean, by_worst = best_scores(rows, "mean"), best_scores(rows, "worst")
+    assert by_mean["class-wise", "dense", "wfisher", "alpha=1"] == 5.0 and by_worst["class-wise", "dense", "wfisher", "alpha=1"] == 15.0
+    assert by_mean["class-wise", "dense", "wfisher", "alpha=0.3"] == by_worst["class-wise", "dense", "wfisher", "alpha=0.3"] == 6.0
+    table = aggregate(rows)
+    assert ("class-wise", "dense", "wfisher", "alpha=1") in keep_best(table, by_mean)[0]
+    kept, notes, _ = keep_best(table, by_worst)
+    assert ("class-wise", "dense", "wfisher", "alpha=0.3") in kept and "EDGE" not in notes[0]

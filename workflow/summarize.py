@@ -1,6 +1,6 @@
 """The paper's table from a folder of unlearning results.
 
-    python scripts/summarize.py RUN_DIR [--out FILE] [--best]
+    python scripts/summarize.py RUN_DIR [--out FILE] [--best [--best-by mean|worst] [--overrides FILE]]
 
 Reads every `*eval_result.json` under RUN_DIR (main_forget.py's readable results; when
 RUN_DIR holds a sweep's sweep.json, the tasks it lists name the runs to expect; a
@@ -13,7 +13,8 @@ attack is within CHANCE_MARGIN points of 50% is marked: there the attack cannot 
 `raw` (no unlearning) is the "Original" row, shown first and without gaps: it is the
 starting point, not a contender. A setting shows in its row's name, `FF (alpha=1e-07)`;
 --best keeps, per method, model and scenario, the setting with the smallest average gap
-and says under the table what it selected; --overrides FILE writes those choices as a
+and says under the table what it selected (with several original models, by the mean of
+its per-model Avg. Gaps, or with --best-by worst by its worst); --overrides FILE writes those choices as a
 grid's "overrides", to fix them for further seeds. Writes FILE (Markdown, default
 RUN_DIR/summary.md) and beside it FILE.csv and FILE.png (each metric, dense vs sparse per
 method).
@@ -192,18 +193,20 @@ def keep_best(table, scores=None):
     return kept, notes, overrides
 
 
-def best_scores(rows):
-    """{key: mean over the original models of the key's Avg. Gap to that model's Retrain}, for the
-    keys with a gap on every original model of their scenario and model: with several original
-    models, a setting is judged by how it does on each, so that one that collapses on some model
-    cannot hide behind means pooled over models."""
+def best_scores(rows, by="mean"):
+    """{key: the mean (by="mean") or the largest (by="worst") over the original models of the key's
+    Avg. Gap to that model's Retrain}, for the keys with a gap on every original model of their
+    scenario and model: with several original models, a setting is judged by how it does on each,
+    so that one that collapses on some model cannot hide behind means pooled over models ("worst":
+    the setting whose worst model is best)."""
     from workflow import stats
 
     gaps = stats.per_model_gaps(rows)
     models = defaultdict(set)
     for (scenario, model, _, _), per_model in gaps.items():
         models[scenario, model] |= set(per_model)
-    return {key: sum(per_model.values()) / len(per_model) for key, per_model in gaps.items() if set(per_model) == models[key[:2]]}
+    score = max if by == "worst" else lambda values: sum(values) / len(values)
+    return {key: score(list(per_model.values())) for key, per_model in gaps.items() if set(per_model) == models[key[:2]]}
 
 
 def at_the_edge(chosen, tried):
@@ -308,7 +311,7 @@ def ulira_paired(folder, ulira, resamples=500):
     return "\n".join(head + lines + tail) + "\n"
 
 
-def markdown(table, notes=(), ulira=None, pooled_models=False):
+def markdown(table, notes=(), ulira=None, pooled_models=False, best_by="mean"):
     lines = []
     ulira = ulira or {}
     for scenario in sorted({k[0] for k in table}):
@@ -352,7 +355,11 @@ def markdown(table, notes=(), ulira=None, pooled_models=False):
                   "looks like one never seen, as after Retrain), on K shadow models that forgot random targets, whatever "
                   "the scenario of the row."]  # fmt: skip
     if notes:
-        judged = "mean over the original models of each model's Avg. Gap" if pooled_models else "Avg. Gap"
+        judged = (
+            f"{'largest' if best_by == 'worst' else 'mean'} over the original models of each model's Avg. Gap"
+            if pooled_models
+            else "Avg. Gap"
+        )
         lines += ["", f"--best kept, per method, model and scenario, the setting with the smallest {judged}:", ""]
         lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -671,6 +678,12 @@ def main():
         "--best", action="store_true", help="per method, model and scenario, keep only the setting with the smallest average gap to Retrain"
     )
     parser.add_argument(
+        "--best-by",
+        choices=("mean", "worst"),
+        default="mean",
+        help="with --best and several original models: judge a setting by the mean of its per-model Avg. Gaps (default) or by its worst",
+    )
+    parser.add_argument(
         "--overrides", default=None, help='with --best: write the chosen settings to this JSON file, as a grid\'s "overrides" list'
     )
     parser.add_argument(
@@ -690,7 +703,7 @@ def main():
     notes = ()
     several_models = len({r["train_seed"] for r in rows}) > 1
     if args.best:
-        table, notes, overrides = keep_best(table, best_scores(rows) if several_models else None)
+        table, notes, overrides = keep_best(table, best_scores(rows, args.best_by) if several_models else None)
         if args.overrides:
             with open(args.overrides, "w") as f:
                 json.dump(overrides, f, indent=2)
@@ -701,7 +714,9 @@ def main():
         sys.exit(2)
     ulira = read_ulira(ulira_dir) if os.path.isdir(ulira_dir) else {}
     comparisons = original_model_comparisons(rows, table, declared_comparisons(args.run_dir)) if several_models else ""
-    text = markdown(table, notes, ulira, pooled_models=several_models) + (comparisons or seed_comparisons(rows, table))
+    text = markdown(table, notes, ulira, pooled_models=several_models, best_by=args.best_by) + (
+        comparisons or seed_comparisons(rows, table)
+    )
     if ulira:
         text += ulira_paired(ulira_dir, ulira)
     out = args.out or os.path.join(args.run_dir, "summary.md")
