@@ -18,6 +18,7 @@ import demo  # noqa: E402
 import ff  # noqa: E402
 import gpu  # noqa: E402
 import iu_grads  # noqa: E402
+import iu_memory  # noqa: E402
 import mia  # noqa: E402
 import pipeline  # noqa: E402
 import torch
@@ -44,6 +45,8 @@ def main():
     print(line("train_epoch (resnet20s, digits)", t_base, t_ours), flush=True)
     t_loop, t_batched, t_floor, _ = iu_grads.measure(device, samples=256 // scale)
     print(line("iu_per_sample_grads (resnet20s)", t_loop, t_batched, t_floor), flush=True)
+    if device.type == "cpu":  # peak resident set of a subprocess at two batch sizes, same chunk
+        iu_memory.report([32, 512], 32, "resnet20s")
     seconds = ff.measure(device, batches=8 // scale)
     print(
         line("ff_fisher (resnet20s)", seconds["loop"], seconds["default"], seconds["floor"]) + f"; {ff.method_report(seconds)}", flush=True

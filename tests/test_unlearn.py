@@ -59,6 +59,20 @@ def test_batched_per_sample_gradients_equal_one_backward_per_sample(sparse):
     assert float((batched - loop).norm() / loop.norm()) < 1e-5
 
 
+def test_per_sample_gradients_stream_in_chunks_whatever_the_batch_size():
+    """IU's memory is set by --iu_chunk_size: the stream never hands on more rows than a chunk."""
+    from unlearn.wfisher import retain_gradient_stream
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    data = tiny_data(23)
+    whole = per_sample_gradients(model, data.images.float() / 255, data.labels, chunk_size=23)
+    for batch_size in (4, 23):
+        chunks = list(retain_gradient_stream(model, TensorLoader(data, batch_size=batch_size), chunk_size=3))
+        assert max(len(c) for c in chunks) == 3
+        torch.testing.assert_close(torch.cat(chunks), whole, rtol=1e-5, atol=1e-7)
+
+
 def tiny_data(n, classes=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     return ImageSet((torch.rand(n, 3, 8, 8, generator=g) * 255).to(torch.uint8), torch.randint(0, classes, (n,), generator=g))

@@ -341,8 +341,9 @@ def per_sample_fisher(model, loader, chunk_size=None):
     total = torch.zeros(sum(p.numel() for p in model.parameters()), device=device)
     n = torch.zeros((), device=device)
     for grads in retain_gradient_stream(model, distributed.batch_block(loader), chunk_size, desc="Fisher per-sample gradients"):
-        total.add_((OLD_FISHER_EPSILON - grads).pow_(2).sum(dim=0))
         n += len(grads)
+        total.add_(grads.neg_().add_(OLD_FISHER_EPSILON).pow_(2).sum(dim=0))  # in place: no second chunk-sized copy
+        del grads  # before the next chunk is computed
     distributed.sum_over_ranks_([total, n], loader)
     return total / max(n.item(), 1)
 

@@ -9,7 +9,9 @@ o -= (t / (N + t)) o; stopping once N + 2 samples have been used. Finally
 theta += alpha * k.
 
 Per-sample gradients come in chunks from `torch.func` (vmap of grad of a functional
-call), not from one backward pass per sample.
+call), not from one backward pass per sample, and are streamed: the recursion folds each
+chunk in and drops it before the next is computed, so memory is set by --iu_chunk_size
+(as the original, which held one gradient at a time), not by --batch_size.
 """
 
 import logging
@@ -65,20 +67,31 @@ def flat(tensors):
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def summed_gradient(model, loader):
-    """Sum over the loader's samples of the per-sample loss gradients (eval mode), flat."""
+def summed_gradient(model, loader, chunk_size=None):
+    """Sum over the loader's samples of the per-sample loss gradients (eval mode), flat.
+
+    Each batch goes through the backward pass in parts of `chunk_size` samples, so that its
+    activations take no more memory than one chunk of per-sample gradients.
+    """
     model.eval()
     params = list(model.parameters())
     device = params[0].device
+    chunk_size = chunk_size or default_chunk_size(model)
     total = torch.zeros(sum(p.numel() for p in params), device=device)
     for images, labels in distributed.batch_block(loader):  # under torchrun each rank sums a block, then all of them
-        loss = F.cross_entropy(model(images.to(device)), labels.to(device), reduction="sum")
-        total += flat(torch.autograd.grad(loss, params))
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        for part in range(0, len(labels), chunk_size):
+            loss = F.cross_entropy(model(images[part : part + chunk_size]), labels[part : part + chunk_size], reduction="sum")
+            total += flat(torch.autograd.grad(loss, params))
     return distributed.sum_over_ranks_([total], loader)[0]
 
 
-def per_sample_gradients(model, images, labels, chunk_size=None):
-    """(n, P) matrix of per-sample loss gradients, in eval mode, computed in chunks."""
+def per_sample_gradient_chunks(model, images, labels, chunk_size=None):
+    """(chunk, P) matrices of per-sample loss gradients (eval mode), one chunk at a time.
+
+    Only one chunk is alive at a time: each is handed on and dropped before the next is
+    computed, so memory is set by `chunk_size`, never by how many samples there are.
+    """
     model.eval()
     names = [name for name, _ in model.named_parameters()]
     params = {name: p.detach() for name, p in model.named_parameters()}
@@ -90,20 +103,27 @@ def per_sample_gradients(model, images, labels, chunk_size=None):
 
     sample_grad = vmap(grad(loss_of), in_dims=(None, 0, 0))
     chunk_size = chunk_size or default_chunk_size(model)
-    rows = []
     for start in range(0, len(labels), chunk_size):
-        g = sample_grad(params, images[start : start + chunk_size], labels[start : start + chunk_size])
-        rows.append(torch.cat([g[name].reshape(g[name].shape[0], -1) for name in names], dim=1))
-    return torch.cat(rows)
+        stop = min(start + chunk_size, len(labels))
+        g = sample_grad(params, images[start:stop], labels[start:stop])
+        rows = torch.cat([g.pop(name).reshape(stop - start, -1) for name in names], dim=1)
+        del g
+        yield rows
+        del rows  # before the next chunk is computed
 
 
-def woodfisher(v, gradient_batches, damping):
-    """The WoodFisher recursion of the original over a stream of (n, P) gradient matrices."""
+def per_sample_gradients(model, images, labels, chunk_size=None):
+    """The whole (n, P) matrix of per-sample gradients: for tests and benchmarks; IU streams them."""
+    return torch.cat(list(per_sample_gradient_chunks(model, images, labels, chunk_size)))
+
+
+def woodfisher(v, gradient_chunks, damping):
+    """The WoodFisher recursion of the original over a stream of (chunk, P) gradient matrices."""
     k = v.clone()
     o = None
     used = 0
-    for batch in gradient_batches:
-        for g in batch:
+    for chunk in gradient_chunks:
+        for g in chunk:
             if o is None:
                 o = g.clone()
             else:
@@ -113,14 +133,15 @@ def woodfisher(v, gradient_batches, damping):
             used += 1
             if used >= damping + 2:
                 return k
+        del chunk, g  # a row is a view that keeps its chunk alive: drop both before the next chunk
     return k
 
 
 def retain_gradient_stream(model, loader, chunk_size=None, desc="IU per-sample gradients"):
-    """(n, P) per-sample gradient matrices, one per batch of the loader."""
+    """(chunk, P) per-sample gradient matrices over the loader's samples in order, one chunk alive at a time."""
     device = next(model.parameters()).device
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=distributed.no_progress_bar()):
-        yield per_sample_gradients(model, images.to(device), labels.to(device), chunk_size)
+        yield from per_sample_gradient_chunks(model, images.to(device, non_blocking=True), labels.to(device, non_blocking=True), chunk_size)
 
 
 @torch.no_grad()
@@ -135,8 +156,8 @@ def wfisher(data_loaders, model, criterion, args):
     damping = args.iu_damping
     retain, forget = data_loaders["retain"], data_loaders["forget"]
     n_forget, n_retain = num_samples(forget), num_samples(retain)
-    g_forget = summed_gradient(model, in_order(forget))
-    g_retain = summed_gradient(model, in_order(retain))
+    g_forget = summed_gradient(model, in_order(forget), args.iu_chunk_size)
+    g_retain = summed_gradient(model, in_order(retain), args.iu_chunk_size)
     v = g_forget / (n_forget + n_retain) - g_retain * n_forget / ((n_forget + n_retain) * n_retain)
     # The recursion reads only the first N + 2 retain samples.
     first = in_order(retain, limit=damping + 2)
