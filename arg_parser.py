@@ -12,6 +12,7 @@ from dataset import DATASETS
 from models import IMAGENET_STEM_ARCHS, model_dict
 from unlearn import METHODS, method_options
 from unlearn.fisher import ORIGINAL_ALPHA
+from utils import DEVICE_CHOICES
 
 PRUNE_TYPES = ("lt", "pt", "rewind_lt")
 
@@ -91,7 +92,20 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     general.add_argument(
         "--train_seed", type=int, default=None, help="seeds model initialisation and training (default: the same as --seed)"
     )
-    general.add_argument("--gpu", type=int, default=0, help="CUDA device index (CPU when no CUDA)")
+    general.add_argument(
+        "--device",
+        type=str,
+        default="auto",
+        choices=DEVICE_CHOICES,
+        help="where to run (auto: CUDA when a GPU is visible, else Apple MPS, else the CPU); "
+        "under torchrun the process group's backend follows it",
+    )
+    general.add_argument(
+        "--gpu",
+        type=int,
+        default=0,
+        help="CUDA device index of a single process (under torchrun: the GPU of LOCAL_RANK, or the only one seen)",
+    )
     general.add_argument("--workers", type=int, default=4, help="accepted for compatibility; unused")
     general.add_argument("--resume", action="store_true", help="continue from --checkpoint (main_imp.py) or skip finished stages")
     general.add_argument("--checkpoint", type=str, default=None, help="checkpoint file to resume from")
@@ -110,6 +124,12 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     speed = parser.add_argument_group("speed (off by default, so that results stay comparable with the paper)")
     speed.add_argument("--amp", action="store_true", help="train in bfloat16 autocast")
     speed.add_argument("--channels_last", action="store_true", help="channels-last memory format for the model and its inputs")
+    speed.add_argument(
+        "--cudnn_benchmark",
+        action="store_true",
+        help="let cuDNN pick its fastest kernels: faster convolutions on a GPU, not repeatable bit for bit "
+        "(off: deterministic cuDNN, as the original)",
+    )
     speed.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster steps; same state-dict keys)")
     speed.add_argument(
         "--sync_bn",

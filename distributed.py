@@ -1,7 +1,8 @@
 """One run over several processes: `torchrun --nproc_per_node N main_imp.py ...` (and across nodes).
 
-Every entry script detects torchrun from its environment (WORLD_SIZE > 1) and joins the
-process group (NCCL on CUDA, gloo on the CPU); with one process nothing here does anything.
+Every entry script detects torchrun from its environment (WORLD_SIZE > 1) and, once its
+device is chosen (`utils.get_device`), joins the process group with the backend of that
+device (NCCL on CUDA, gloo on the CPU); with one process nothing here does anything.
 What changes under several processes, and where:
 
 - training (`trainer.train_epoch`): each global batch of --batch_size images is split
@@ -35,23 +36,16 @@ def launched():
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init():
-    """Join the process group torchrun describes; nothing for a single process."""
+def init(device):
+    """Join the process group torchrun describes, with the backend that fits `device` (NCCL
+    for CUDA, gloo for the CPU, whatever else is visible); nothing for a single process."""
     if not launched() or dist.is_initialized():
         return
     # Evaluation fits the membership attack on every rank alike, which can take long on
     # ImageNet: a generous timeout, so that a rank waiting for a slower one is not killed.
     timeout = datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S)
-    if torch.cuda.is_available():
-        if local_rank() >= torch.cuda.device_count():
-            from utils import UserError
-
-            raise UserError(
-                f"process {local_rank()} on this node, but it has {torch.cuda.device_count()} GPU(s): "
-                "start at most one process per GPU (torchrun --nproc_per_node, or the GPUs the job asks for)"
-            )
-        torch.cuda.set_device(local_rank())
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()), timeout=timeout)
+    if device.type == "cuda":
+        dist.init_process_group("nccl", device_id=device, timeout=timeout)
     else:
         dist.init_process_group("gloo", timeout=timeout)
 
@@ -74,7 +68,10 @@ def world_size():
 
 
 def rank():
-    return dist.get_rank() if dist.is_initialized() else 0
+    """This process's rank: the group's, or torchrun's RANK before the group is joined."""
+    if dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched() else 0
 
 
 def local_rank():
@@ -128,7 +125,7 @@ def all_succeeded(succeeded):
     calls it, so that the others learn it and stop instead of waiting for it."""
     if not active():
         return succeeded
-    device = torch.device("cuda", local_rank()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     return int(all_reduce_sum_(torch.tensor(0 if succeeded else 1, device=device))) == 0
 
 

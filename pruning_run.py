@@ -208,7 +208,7 @@ def setup_run(args, splits=None, train_set=None):
     `splits` is loaded when not given; `train_set` replaces its training split
     (main_backdoor.py trains on a poisoned copy).
     """
-    device = get_device(args.gpu)
+    device = get_device(args.gpu, args.device, args.cudnn_benchmark)
     splits = splits if splits is not None else load_dataset(args)
     setup_seed(args.train_seed)
     model = build_model(args, splits, device)

@@ -257,7 +257,7 @@ def forget(args):
     """Unlearn and evaluate as main_forget.py does, its options already checked (arg_parser.check_unlearn_args)."""
     record = unlearn.METHODS[args.unlearn]
     # Every check first: the mask file, the data, the forget set, the mask's fit.
-    device = get_device(args.gpu)
+    device = get_device(args.gpu, args.device, args.cudnn_benchmark)
     original_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")
     check_same_data(original_checkpoint, args)
     original_state = state_dict_of(original_checkpoint)

@@ -66,7 +66,7 @@ def run_cli(main):
 
 def _run_main(main):
     try:
-        distributed.init()
+        # The process group is joined once the device is chosen (get_device); the rank is known from torchrun's environment.
         if not distributed.is_main():
             sys.stdout = open(os.devnull, "w")  # rank 0 prints the results; errors still reach stderr
         main()
@@ -155,29 +155,67 @@ def _open_save_dir(save_dir, finished_files, resume):
 # ---------------------------------------------------------------- device and seeds
 
 
-def get_device(gpu=0):
-    """CUDA device `gpu` when CUDA exists, else Apple MPS when present, else the CPU.
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
-    Under torchrun each process takes the GPU of its LOCAL_RANK, whatever --gpu says.
+
+def pick_device(requested="auto", gpu=0, *, launched=False, local_rank=0, cuda_count=0, mps=False):
+    """The device a process runs on, from what it asked for and what it sees (pure: the tests fake the rest).
+
+    - `requested`: --device; "auto" is CUDA when a GPU is visible, else Apple MPS, else the CPU.
+    - On CUDA under torchrun (or srun) a process takes the GPU of its LOCAL_RANK; a process
+      that sees a single GPU (Slurm's --gpus-per-task=1) takes it, whatever its LOCAL_RANK.
+    - On CUDA in a single process, --gpu picks the GPU.
     """
-    if torch.cuda.is_available() and distributed.launched():
-        return torch.device("cuda", distributed.local_rank())
-    if torch.cuda.is_available():
-        if not 0 <= gpu < torch.cuda.device_count():
-            raise UserError(f"--gpu {gpu}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        return torch.device("cuda", gpu)
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if requested not in DEVICE_CHOICES:
+        raise UserError(f"--device {requested}: choose one of {', '.join(DEVICE_CHOICES)}")
+    if requested == "cpu" or (requested == "auto" and not cuda_count and not mps):
+        return torch.device("cpu")
+    if requested == "mps" or (requested == "auto" and not cuda_count):
+        if not mps:
+            raise UserError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
         return torch.device("mps")
-    return torch.device("cpu")
+    if not cuda_count:
+        raise UserError("--device cuda: no CUDA device is visible here (CUDA_VISIBLE_DEVICES, the job's GPUs); use --device cpu or auto")
+    if not launched:
+        if not 0 <= gpu < cuda_count:
+            raise UserError(f"--gpu {gpu}: this process sees {cuda_count} CUDA device(s), numbered 0 to {cuda_count - 1}")
+        return torch.device("cuda", gpu)
+    if cuda_count == 1:
+        return torch.device("cuda", 0)
+    if local_rank >= cuda_count:
+        raise UserError(
+            f"process {local_rank} on this node, but it sees {cuda_count} GPUs: start at most one process per GPU "
+            "(torchrun --nproc_per_node, or the GPUs the job asks for), or give each task one GPU (--gpus-per-task=1)"
+        )
+    return torch.device("cuda", local_rank)
+
+
+def get_device(gpu=0, requested="auto", cudnn_benchmark=False):
+    """The run's device, chosen once: made the current CUDA device, and the process group
+    (under torchrun) joined with the backend that fits it (NCCL on CUDA, gloo otherwise).
+
+    `cudnn_benchmark` lets cuDNN pick its fastest kernels (not bit-repeatable); off, cuDNN
+    runs deterministically, as the original (docs/performance.md says what repeats).
+    """
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = pick_device(
+        requested, gpu, launched=distributed.launched(), local_rank=distributed.local_rank(), cuda_count=cuda_count, mps=mps
+    )
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # else pinned-memory threads and NCCL open a context on GPU 0
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    torch.backends.cudnn.deterministic = not cudnn_benchmark
+    distributed.init(device)
+    return device
 
 
 def setup_seed(seed):
-    """Seed python, numpy and torch (all devices)."""
+    """Seed python, numpy and torch (all devices); cuDNN deterministic unless --cudnn_benchmark chose speed."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = not torch.backends.cudnn.benchmark
 
 
 def rng_state():

@@ -3,8 +3,14 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-import pytest
-import torch
+# The suite runs on the CPU, also on a machine with GPUs: CUDA is hidden from this process
+# and every script it starts, before torch first looks for it. UNLEARN_TESTS_SEE_CUDA=1
+# leaves it visible (bench/gpu_check.sh runs the in-process tests on a GPU that way).
+if os.environ.get("UNLEARN_TESTS_SEE_CUDA") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")

@@ -2,8 +2,12 @@
 the same computations, whose results rank 0 (or the lone process) saves to OUT/results.pt.
 
     python tests/ddp_worker.py OUT
+
+With FAKE_CUDA_DEVICES=N in the environment, torch reports N CUDA devices (none is used):
+the run asks for the CPU, so its process group must be gloo whatever CUDA shows.
 """
 
+import os
 import sys
 
 import torch
@@ -16,6 +20,7 @@ from trainer import evaluate, make_optimizer, predict, train_epoch
 from unlearn.fisher import fisher_diagonal
 from unlearn.RL import random_labels
 from unlearn.wfisher import wfisher
+from utils import get_device
 
 
 class SmallNet(torch.nn.Module):
@@ -52,9 +57,14 @@ class SmallNet(torch.nn.Module):
 
 def main(out):
     torch.set_num_threads(1)
-    distributed.init()
+    if "FAKE_CUDA_DEVICES" in os.environ:
+        count = int(os.environ["FAKE_CUDA_DEVICES"])
+        torch.cuda.is_available = lambda: count > 0
+        torch.cuda.device_count = lambda: count
+    device = get_device(requested="cpu")
     splits = load_digits_splits()
-    results = {"world": distributed.world_size()}
+    results = {"world": distributed.world_size(), "device": str(device)}
+    results["backend"] = torch.distributed.get_backend() if distributed.active() else None
 
     # Training: 203 images in global batches of 50 (the last one, 3 images, split 2 + 1), augmented.
     model = SmallNet(splits)

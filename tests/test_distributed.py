@@ -19,10 +19,10 @@ from conftest import ROOT
 TOLERANCE = 1e-5  # float rounding: the ranks' sums are added in another order
 
 
-def torchrun(*args, nproc=2, **kwargs):
+def torchrun(*args, nproc=2, env_extra=None, **kwargs):
     """`torchrun --standalone --nproc_per_node 2 ARGS` as a subprocess (one thread per rank)."""
     # faulthandler: a rank that aborts inside C++ still prints where its Python code was
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", **(env_extra or {}))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600, **kwargs)
 
@@ -36,7 +36,8 @@ def worker_results(tmp_path_factory):
         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600,
     )  # fmt: skip
     assert alone.returncode == 0, alone.stderr
-    ranks = torchrun("tests/ddp_worker.py", two)
+    # torch reports one CUDA device to the ranks: a run on the CPU must still join with gloo
+    ranks = torchrun("tests/ddp_worker.py", two, env_extra={"FAKE_CUDA_DEVICES": "1"})
     assert ranks.returncode == 0, ranks.stderr
     load = lambda folder: torch.load(folder / "results.pt", weights_only=True)  # noqa: E731
     return load(one), load(two), two
@@ -49,6 +50,11 @@ def max_difference(a, b):
 def test_the_worker_ran_with_one_and_with_two_ranks(worker_results):
     one, two, _ = worker_results
     assert (one["world"], two["world"]) == (1, 2)
+
+
+def test_two_ranks_on_the_cpu_join_with_gloo_though_cuda_reports_a_device(worker_results):
+    _, two, _ = worker_results
+    assert (two["backend"], two["device"]) == ("gloo", "cpu")
 
 
 def test_training_with_two_ranks_equals_one_process_with_the_same_global_batch(worker_results):
