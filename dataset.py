@@ -12,7 +12,6 @@ drawn with seed 1 whatever `--seed` is, so every script sees the same training s
 
 import copy
 import logging
-import math
 import os
 import socket
 from dataclasses import dataclass, field
@@ -49,32 +48,47 @@ class ImageSet:
 
 @dataclass
 class Augment:
-    """Random `size` crop of the image zero-padded by `padding`, optional horizontal flip."""
+    """Random `size` crop of the image zero-padded by `padding`, optional horizontal flip.
+
+    `draw` takes a batch's random numbers from the CPU generator (rows of dy, dx, flip),
+    `apply` crops and flips on the images' device; a loader draws a whole epoch's at its
+    start and moves them to the device once.
+    """
 
     size: int
     padding: int = 4
     flip: bool = True
 
-    def __call__(self, images, generator):
-        n, channels = images.shape[:2]
+    def draw(self, n, generator, side):
+        """(n, 3) int64 rows of (dy, dx, flip) for n images of `side` pixels, drawn in the order the augmentation always drew them."""
+        zeros = torch.zeros(n, dtype=torch.long)
         if not self.padding:
-            if self.flip:
-                flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
-                images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-            return images
-        padded = F.pad(images, (self.padding,) * 4)
-        max_offset = padded.shape[-1] - self.size
+            flip = (torch.rand(n, generator=generator) < 0.5).long() if self.flip else zeros
+            return torch.stack([zeros, zeros, flip], dim=1)
+        max_offset = side + 2 * self.padding - self.size  # the padded side minus the crop
         dy = torch.randint(0, max_offset + 1, (n,), generator=generator)
         dx = torch.randint(0, max_offset + 1, (n,), generator=generator)
-        steps = torch.arange(self.size)
-        cols = dx[:, None] + steps
+        flip = (torch.rand(n, generator=generator) < 0.5).long() if self.flip else zeros
+        return torch.stack([dy, dx, flip], dim=1)
+
+    def apply(self, images, draws):
+        """The crops and flips `draws` (on the images' device) describe."""
+        n, channels = images.shape[:2]
+        flip = draws[:, 2].bool()
+        if not self.padding:
+            return torch.where(flip[:, None, None, None], images.flip(-1), images) if self.flip else images
+        padded = F.pad(images, (self.padding,) * 4)
+        steps = torch.arange(self.size, device=images.device)
+        cols = draws[:, 1, None] + steps
         if self.flip:  # a flipped crop reads its columns right to left
-            flip = torch.rand(n, generator=generator) < 0.5
             cols = torch.where(flip[:, None], cols.flip(-1), cols)
         # Crop and flip as one gather over each padded image's flattened pixels.
-        pixels = (dy[:, None, None] + steps[:, None]) * padded.shape[-1] + cols[:, None, :]
-        index = pixels.reshape(n, 1, -1).to(images.device).expand(n, channels, -1)
+        pixels = (draws[:, 0, None, None] + steps[:, None]) * padded.shape[-1] + cols[:, None, :]
+        index = pixels.reshape(n, 1, -1).expand(n, channels, -1)
         return padded.flatten(2).gather(2, index).view(n, channels, self.size, self.size)
+
+    def __call__(self, images, generator):
+        return self.apply(images, self.draw(len(images), generator, images.shape[-1]).to(images.device))
 
 
 @dataclass
@@ -120,7 +134,21 @@ class TensorLoader:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self):
-        return math.ceil(len(self.indices) / self.batch_size)
+        return len(self.batch_bounds())
+
+    def batch_bounds(self):
+        """(start, stop) of each batch in the epoch's order.
+
+        A shuffled (training) loader whose last batch would hold a single image merges it
+        into the batch before: batch norm in training mode cannot learn from one image
+        (docs/differences.md). The original keeps that batch.
+        """
+        n = len(self.indices)
+        bounds = [(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
+        if self.shuffle and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds[-2:] = [(bounds[-2][0], n)]
+            _note_merged_batch(n, self.batch_size)
+        return bounds
 
     @property
     def num_samples(self):
@@ -133,28 +161,40 @@ class TensorLoader:
     part = None  # (rank, world): yield only that rank's share of every batch (split_for_rank)
     block = None  # (first, stop): yield only these batches (batch_block)
 
+    def global_batch_sizes(self):
+        """The size of every global batch this loader's ranks share, in order (those it yields)."""
+        world = self.part[1] if self.part is not None else 1
+        return [stop - start for start, stop in self.batch_bounds() if stop - start >= world]
+
     def __iter__(self):
+        # The epoch's order and every batch's augmentation are drawn from the CPU generator at
+        # its start (the same numbers, in the same order, as drawn batch by batch), then moved
+        # to the device once: no host-to-device copy or synchronisation per batch.
         order = self.indices
         if self.shuffle:
             order = order[torch.randperm(len(order), generator=self.generator)]
+        bounds = self.batch_bounds()
         device = self.data.images.device
-        for number, start in enumerate(range(0, len(order), self.batch_size)):
-            outside = self.block is not None and not self.block[0] <= number < self.block[1]
-            if outside and self.augment is None:
-                continue
-            idx = order[start : start + self.batch_size].to(device)
-            images = self.data.images[idx]
-            if self.augment is not None:
-                # every batch's draws, also those another rank yields, so that each rank's
-                # images are augmented as one process would augment them
-                images = self.augment(images, self.generator)
-            if outside or (self.part is not None and len(idx) < self.part[1]):
-                continue  # another rank's batch; or fewer images than processes, which every rank skips alike
-            labels = self.data.labels[idx]
+        draws = None
+        if self.augment is not None:
+            # every batch's draws, also those another rank yields, so that each rank's
+            # images are augmented as one process would augment them
+            side = self.data.images.shape[-1]
+            draws = [self.augment.draw(stop - start, self.generator, side) for start, stop in bounds]
+            draws = torch.cat(draws).to(device, non_blocking=True)
+        order = order.to(device, non_blocking=True)
+        for number, (start, stop) in enumerate(bounds):
+            if self.block is not None and not self.block[0] <= number < self.block[1]:
+                continue  # another rank's batch
             if self.part is not None:
-                keep = slice(*rank_share(len(idx), *self.part))
-                images, labels = images[keep], labels[keep]
-            yield images.float().div_(255), labels
+                if stop - start < self.part[1]:
+                    continue  # fewer images than processes, which every rank skips alike
+                start, stop = (start + edge for edge in rank_share(stop - start, *self.part))
+            idx = order[start:stop]
+            images = self.data.images[idx]
+            if draws is not None:
+                images = self.augment.apply(images, draws[start:stop])
+            yield images.float().div_(255), self.data.labels[idx]
 
     def split_for_rank(self, rank, world):
         """This loader (its generator shared) yielding only `rank`'s share of each batch of `world` ranks."""
@@ -194,6 +234,19 @@ class TensorLoader:
 
 
 # ---------------------------------------------------------------- any loader the methods get
+
+_merged_noted = set()
+
+
+def _note_merged_batch(count, batch_size):
+    """One log line per (set size, batch size) whose last training batch was merged."""
+    if (count, batch_size) not in _merged_noted:
+        _merged_noted.add((count, batch_size))
+        log.info(
+            "%d training images in batches of %d: the last batch would hold one image, so it joins the batch before (docs/differences.md)",
+            count,
+            batch_size,
+        )
 
 
 def rank_share(count, rank, world):

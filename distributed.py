@@ -137,13 +137,18 @@ def sum_over_ranks_(tensors, loader):
     return tensors
 
 
-def share_of_global_batch(count, device):
-    """(start, stop, total): where this rank's `count` images sit in the global batch they were split from."""
+def share_of_global_batch(count, device, total=None):
+    """(start, stop, total): where this rank's `count` images sit in the global batch they were split from.
+
+    `total`, the global batch's size, when the loader knows it; else it is counted over the
+    ranks (a collective and a wait for the device: an ordinary DataLoader's batches only).
+    """
     if not active():
         return 0, count, count
     from dataset import rank_share
 
-    total = int(all_reduce_sum_(torch.tensor(count, device=device)))
+    if total is None:
+        total = int(all_reduce_sum_(torch.tensor(count, device=device)))
     start, stop = rank_share(total, rank(), world_size())
     return start, stop, total
 

@@ -120,7 +120,7 @@ class StreamLoader(TensorLoader):
         if self.augment is not None:
             base_seed = int(torch.randint(SEED_MODULUS, (1,), generator=self.generator))
         decoded = _Decoded(self.data, self.augment or eval_transform(), base_seed)
-        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        batches = [order[start:stop] for start, stop in self.batch_bounds()]
         if self.part is not None:  # only this rank's share is decoded; the seeds make it what one process would see
             rank, world = self.part
             batches = [batch[slice(*rank_share(len(batch), rank, world))] for batch in batches if len(batch) >= world]

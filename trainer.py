@@ -64,6 +64,8 @@ def apply_speed_options(model, args):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if getattr(args, "channels_last", False):
         model.to(memory_format=torch.channels_last)
+    # predict and evaluate run the model as training does (trainer.inference_forward)
+    model.inference_options = (bool(getattr(args, "amp", False)), bool(getattr(args, "channels_last", False)))
     if getattr(args, "compile", False):
         model.compile()
     return model
@@ -90,7 +92,8 @@ def train_epoch(
     """One pass over `loader`. Returns {"loss", "acc" (percent), "seconds", "images_per_s"}.
 
     loss = loss_sign * cross-entropy (label-smoothed by `label_smoothing`) (+ penalty(model)
-    when given), on `relabel(images, labels)` when given; `loss_fn(logits, images, labels)`
+    when given), on `relabel(images, labels, share)` when given (share: (start, stop, total),
+    where this rank's images sit in the global batch); `loss_fn(logits, images, labels)`
     replaces the cross-entropy term. "acc" counts agreement with the labels trained on.
     During the first `warmup_epochs` epochs the rate rises linearly per step to `base_lr`.
     An optimizer with `second_pass = True` (SAM) gets a closure that recomputes the loss
@@ -102,6 +105,8 @@ def train_epoch(
     forward_model = distributed.wrap(model)
     loader = distributed.split_batches(loader)
     steps = len(loader)
+    # Under torchrun our loaders know every global batch's size: no collective per step to count it.
+    global_sizes = loader.global_batch_sizes() if distributed.active() and hasattr(loader, "global_batch_sizes") else None
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = torch.zeros((), device=device, dtype=torch.long)
@@ -113,12 +118,13 @@ def train_epoch(
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        share = distributed.share_of_global_batch(len(labels), device, global_sizes[step] if global_sizes else None)
         if relabel is not None:
-            labels = relabel(images, labels)
+            labels = relabel(images, labels, share)
         loss_of = loss_fn or partial(_cross_entropy, loss_sign=loss_sign, label_smoothing=label_smoothing)
         weight = len(labels)  # of this batch's loss in the epoch's mean
         if distributed.active():
-            global_count = _global_count(len(labels), device)
+            global_count = share[2]
             loss_of = partial(_share_of_global_batch, loss_of, global_count)
             weight = global_count / distributed.world_size()  # the ranks' scaled losses, so weighted, sum to the batch's
         forward_and_loss = partial(_forward_and_loss, forward_model, images, labels, loss_of, penalty, amp)
@@ -150,11 +156,6 @@ def _cross_entropy(logits, images, labels, loss_sign=1.0, label_smoothing=0.0):
     return loss_sign * F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
-def _global_count(count, device):
-    """How many images the global batch holds: this rank's `count` summed over the ranks."""
-    return int(distributed.all_reduce_sum_(torch.tensor(count, device=device)))
-
-
 def _share_of_global_batch(loss_of, global_count, logits, images, labels):
     """This rank's mean loss weighted by its share of the global batch, times the number of ranks.
 
@@ -181,6 +182,16 @@ def _gradient_again(optimizer, forward_and_loss):
     return loss
 
 
+def inference_forward(model, images):
+    """The model's float32 logits for a batch, with the speed options it was built with
+    (`apply_speed_options`: --amp's bfloat16 autocast, --channels_last inputs)."""
+    amp, channels_last = getattr(model, "inference_options", (False, False))
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
+        return model(images).float()
+
+
 @torch.no_grad()
 def predict(model, loader):
     """Logits and labels for a whole loader, in eval mode."""
@@ -188,8 +199,8 @@ def predict(model, loader):
     device = next(model.parameters()).device
     logits, labels = [], []
     for images, target in distributed.batch_block(loader):
-        logits.append(model(images.to(device)))
-        labels.append(target.to(device))
+        logits.append(inference_forward(model, images.to(device, non_blocking=True)))
+        labels.append(target.to(device, non_blocking=True))
     if distributed.shares_batches(loader):  # every rank predicted a block of the batches: all of them, in order, on every rank
         classes = _output_size(model)
         logits = distributed.gather_cat(torch.cat(logits) if logits else torch.empty(0, classes, device=device))
@@ -212,8 +223,8 @@ def evaluate(model, loader):
     device = next(model.parameters()).device
     counts = torch.zeros(2, dtype=torch.long, device=device)  # correct, seen
     for images, target in distributed.batch_block(loader):
-        target = target.to(device)
-        counts[0] += (model(images.to(device)).argmax(1) == target).sum()
+        target = target.to(device, non_blocking=True)
+        counts[0] += (inference_forward(model, images.to(device, non_blocking=True)).argmax(1) == target).sum()
         counts[1] += len(target)
     correct, seen = distributed.sum_over_ranks_([counts], loader)[0].cpu().float()
     if seen == 0:

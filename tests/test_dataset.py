@@ -192,6 +192,58 @@ def test_augmentation_crops_with_zero_padding_and_flips():
     assert 150 < sum(k[0] for k in kinds) < 250 and len({k[1] for k in kinds}) == 25
 
 
+def reference_batches(data, indices, batch_size, padding, size, seed, epochs=2):
+    """A shuffled, augmented loader's batches the plain way: per batch, draw the crop offsets
+    and flips from the generator right then, and cut each image out one by one."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(epochs):
+        order = indices[torch.randperm(len(indices), generator=generator)]
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            n = len(idx)
+            side = data.images.shape[-1] + 2 * padding
+            dy = torch.randint(0, side - size + 1, (n,), generator=generator)
+            dx = torch.randint(0, side - size + 1, (n,), generator=generator)
+            flip = torch.rand(n, generator=generator) < 0.5
+            images = []
+            for i, position in enumerate(idx):
+                padded = torch.nn.functional.pad(data.images[position], (padding,) * 4)
+                crop = padded[:, dy[i] : dy[i] + size, dx[i] : dx[i] + size]
+                images.append(crop.flip(-1) if flip[i] else crop)
+            out.append((torch.stack(images).float() / 255, data.labels[idx]))
+    return out
+
+
+def test_batches_drawn_per_epoch_equal_those_drawn_batch_by_batch(digits):
+    """The loader draws an epoch's order and augmentation at its start and moves them to the
+    device once: its batches must be bit for bit those drawn batch by batch."""
+    indices = torch.arange(10, 310)
+    loader = TensorLoader(digits.train, indices, batch_size=64, shuffle=True, augment=Augment(28, 3, flip=True), seed=7)
+    got = [batch for _ in range(2) for batch in loader]
+    expected = reference_batches(digits.train, indices, 64, padding=3, size=28, seed=7)
+    assert len(got) == len(expected) == 10
+    for (images, labels), (ref_images, ref_labels) in zip(got, expected):
+        assert torch.equal(images, ref_images) and torch.equal(labels, ref_labels)
+    # each rank (a process with its own loader) gets its part of the whole batch, augmented alike
+    fresh = lambda: TensorLoader(digits.train, indices, batch_size=64, shuffle=True, augment=Augment(28, 3, flip=True), seed=7)  # noqa: E731
+    shares = [list(fresh().split_for_rank(rank, 3)) for rank in range(3)]
+    for (images, labels), *parts in zip(expected[:5], *shares, strict=True):
+        assert torch.equal(torch.cat([part[0] for part in parts]), images) and torch.equal(torch.cat([part[1] for part in parts]), labels)
+
+
+def test_a_last_training_batch_of_one_image_joins_the_batch_before(digits, caplog):
+    caplog.set_level("INFO")
+    loader = TensorLoader(digits.train, torch.arange(129), batch_size=64, shuffle=True, seed=0)
+    sizes = [len(labels) for _, labels in loader]
+    assert sizes == [64, 65] and len(loader) == 2
+    assert sorted(torch.cat([labels for _, labels in loader]).tolist()) == sorted(digits.train.labels[:129].tolist())
+    assert "the last batch would hold one image, so it joins the batch before" in caplog.text
+    # evaluation (unshuffled) keeps every batch as it is, and other remainders are left alone
+    assert [len(labels) for _, labels in TensorLoader(digits.train, torch.arange(129), batch_size=64)] == [64, 64, 1]
+    assert [len(labels) for _, labels in TensorLoader(digits.train, torch.arange(130), batch_size=64, shuffle=True)] == [64, 64, 2]
+
+
 # ---------------------------------------------------------------- --train_positions (U-LiRA's shadow halves)
 
 

@@ -48,3 +48,25 @@ def test_compile_gives_the_same_outputs_and_state_dict_keys():
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
     assert compiled.state_dict().keys() == model.state_dict().keys()
+
+
+def test_evaluation_runs_the_model_with_its_speed_options():
+    """predict and evaluate honour --amp (bfloat16 autocast) and --channels_last, as training does;
+    without them the logits are exactly the plain forward pass's."""
+    from trainer import evaluate
+
+    torch.manual_seed(0)
+    plain = TinyNet()
+    loader = TensorLoader(tiny_data(20), batch_size=8)
+    images = torch.cat([x for x, _ in loader])
+    with torch.no_grad():
+        assert torch.equal(predict(apply_speed_options(plain, SimpleNamespace()), loader)[0], plain.eval()(images))
+    fast = apply_speed_options(pruner.clone_model(plain), SimpleNamespace(amp=True, channels_last=True))
+    seen = []
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, inputs, out: seen.append((out.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last))))
+    logits = predict(fast, loader)[0]
+    evaluate(fast, loader)
+    assert seen and all(dtype == torch.bfloat16 and channels_last for dtype, channels_last in seen)
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, predict(plain, loader)[0], rtol=0.05, atol=0.05)

@@ -124,7 +124,7 @@ def test_boundary_shrink_relabels_with_the_frozen_copys_prediction_after_fgsm():
     grad = torch.autograd.grad(F.cross_entropy(frozen(x), labels), x)[0]
     adversarial = torch.round((images + FGSM_BOUND * grad.sign()).clamp(0, 1) * 255) / 255
     reference = frozen(adversarial).argmax(dim=1)
-    new = nearest_wrong_labels(frozen)(images, labels)
+    new = nearest_wrong_labels(frozen)(images, labels, (0, len(labels), len(labels)))
     assert torch.equal(new, reference)
     attacked = frozen(images).argmax(dim=1).eq(labels) & reference.ne(labels)  # right before the attack, wrong after
     assert bool(attacked.any()) and bool(new[attacked].ne(labels[attacked]).all())

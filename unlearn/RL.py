@@ -9,19 +9,17 @@ loaders the method is given.
 
 import torch
 
-import distributed
-
 from .loop import Pass, iterative_unlearn
 from .method import Method
 
 
 def random_labels(num_classes, generator):
-    """relabel(images, labels) for a pass: uniformly random classes, drawn per batch from `generator`."""
+    """relabel(images, labels, share) for a pass: uniformly random classes, drawn per batch from `generator`."""
 
-    def relabel(images, labels):
-        # under torchrun: the labels of the whole global batch, then this rank's share
-        start, stop, total = distributed.share_of_global_batch(len(labels), labels.device)
-        return torch.randint(0, num_classes, (total,), generator=generator)[start:stop].to(labels.device)
+    def relabel(images, labels, share):
+        # under torchrun: the labels of the whole global batch (share: this rank's start, stop and the total), then this rank's part
+        start, stop, total = share
+        return torch.randint(0, num_classes, (total,), generator=generator)[start:stop].to(labels.device, non_blocking=True)
 
     return relabel
 

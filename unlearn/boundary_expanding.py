@@ -42,7 +42,7 @@ def boundary_expanding(data_loaders, model, criterion, args):
     num_classes = last_linear(model)[2].out_features
     resize_classifier(model, num_classes + 1)
 
-    def to_new_class(images, labels):
+    def to_new_class(images, labels, share):
         return torch.full_like(labels, num_classes)
 
     iterative_unlearn(data_loaders, model, args, passes=lambda epoch: [Pass("forget", relabel=to_new_class)], name="boundary_expanding")

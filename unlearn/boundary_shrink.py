@@ -28,9 +28,9 @@ def fgsm(model, images, labels, bound=FGSM_BOUND):
 
 
 def nearest_wrong_labels(frozen):
-    """relabel(images, labels): what `frozen` predicts for the FGSM-perturbed images."""
+    """relabel(images, labels, share): what `frozen` predicts for the FGSM-perturbed images."""
 
-    def relabel(images, labels):
+    def relabel(images, labels, share):
         adversarial = fgsm(frozen, images, labels)
         with torch.no_grad():
             return frozen(adversarial).argmax(dim=1)

@@ -87,7 +87,8 @@ class Pass:
     """One pass of an epoch over `data_loaders[loader]`, one optimizer step per batch.
 
     The loss is loss_sign * cross-entropy (label-smoothed by `label_smoothing`) on
-    `relabel(images, labels)` when given, else on the labels; `loss_fn(logits, images,
+    `relabel(images, labels, share)` when given (share: where this rank's images sit in the
+    global batch), else on the labels; `loss_fn(logits, images,
     labels)` replaces it altogether; `penalty(model)` is added.
     """
 
