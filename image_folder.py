@@ -11,8 +11,11 @@ Augmentation is ImageNet's standard one (RandomResizedCrop 224 and a horizontal 
 training; Resize 256 and CenterCrop 224 for evaluation), drawn per image from a seed made of
 the epoch's draw from the loader's generator and the image's position in the loader: the same
 image gets the same crop whatever the number of workers (or, later, of processes).
-Normalisation is the model's first layer, as for the other datasets. Nothing under --data is
-written.
+Workers send uint8 images (a quarter of float32's bytes), pinned when the run is on a GPU;
+the loader copies them without blocking and scales them to [0, 1] on the device, the same
+numbers torchvision's `ToTensor` gives. A loader keeps its workers from one pass to the next
+(every epoch, every evaluation). Normalisation is the model's first layer, as for the other
+datasets. Nothing under --data is written.
 """
 
 import os
@@ -34,13 +37,19 @@ SEED_MODULUS = 2**62  # per-image seeds stay inside torch.manual_seed's range
 def train_transform():
     from torchvision import transforms
 
-    return transforms.Compose([transforms.RandomResizedCrop(CROP), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+    return transforms.Compose([transforms.RandomResizedCrop(CROP), transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
 
 
 def eval_transform():
+    """uint8 C x H x W; `to_unit_range` on the device makes it what `ToTensor` would have."""
     from torchvision import transforms
 
-    return transforms.Compose([transforms.Resize(RESIZE), transforms.CenterCrop(CROP), transforms.ToTensor()])
+    return transforms.Compose([transforms.Resize(RESIZE), transforms.CenterCrop(CROP), transforms.PILToTensor()])
+
+
+def to_unit_range(images):
+    """uint8 images as float in [0, 1]: `ToTensor`'s arithmetic (x / 255 in float32)."""
+    return images.float().div_(255)
 
 
 @dataclass
@@ -54,41 +63,45 @@ class FolderSet:
     paths: np.ndarray  # the files, as bytes: one buffer, which forked workers share instead of copying
     labels: torch.Tensor  # int64, N
     num_workers: int = 0  # decoding processes of every loader over this set
+    device: torch.device = torch.device("cpu")  # where the batches go (the files stay where they are)
 
     def __len__(self):
         return len(self.labels)
 
     def to(self, device):
-        return self
+        return FolderSet(self.paths, self.labels, self.num_workers, torch.device(device))
 
     def select(self, positions):
         positions = np.asarray(positions, dtype=np.int64)
-        return FolderSet(self.paths[positions], self.labels[torch.from_numpy(positions)], self.num_workers)
+        return FolderSet(self.paths[positions], self.labels[torch.from_numpy(positions)], self.num_workers, self.device)
 
     def path(self, position):
         return os.fsdecode(self.paths[position])
 
 
 class _Decoded(torch.utils.data.Dataset):
-    """Position i of a FolderSet decoded and transformed; random transforms seeded by (base_seed, i)."""
+    """Key (i, base_seed): position i of a FolderSet decoded and transformed, random transforms
+    seeded by (base_seed, i) (base_seed None: no randomness). The seed travels with the key, so
+    that workers kept from one pass to the next get each pass's seed."""
 
-    def __init__(self, data, transform, base_seed=None):
-        self.data, self.transform, self.base_seed = data, transform, base_seed
+    def __init__(self, data, transform):
+        self.data, self.transform = data, transform
 
     def __len__(self):
         return len(self.data)
 
-    def __getitem__(self, position):
+    def __getitem__(self, key):
         from PIL import Image
 
+        position, base_seed = key
         with Image.open(self.data.path(position)) as img:
             img = img.convert("RGB")
-        if self.base_seed is None:
+        if base_seed is None:
             return self.transform(img), self.data.labels[position]
         # torchvision's random transforms draw from torch's global generator: seed it for this
         # image; in the main process (no workers), leave the run's own state as it was.
         # (the CPU generator only: torch.manual_seed would reseed the GPUs' too)
-        seed = (self.base_seed + position) % SEED_MODULUS
+        seed = (base_seed + position) % SEED_MODULUS
         if torch.utils.data.get_worker_info() is not None:
             torch.default_generator.manual_seed(seed)
             return self.transform(img), self.data.labels[position]
@@ -104,13 +117,53 @@ def _worker_init(worker_id):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+class _PassBatches:
+    """The batch sampler of a kept DataLoader: the batches of the pass under way (set before each)."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+class _KeptWorkers:
+    """A DataLoader whose workers live as long as the loader (`persistent_workers`), and its
+    sampler; `busy` while a pass runs (a second pass at the same time gets workers of its own)."""
+
+    def __init__(self, decoded, num_workers, pin_memory):
+        self.sampler, self.busy = _PassBatches(), False
+        self.loader = torch.utils.data.DataLoader(
+            decoded,
+            batch_sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            worker_init_fn=_worker_init,
+            persistent_workers=num_workers > 0,
+        )
+
+
 class StreamLoader(TensorLoader):
     """Batches of `(images float [0,1], labels)` decoded from a FolderSet, in worker processes.
 
     A TensorLoader (its indices, seeded generator, `in_order`, `subset`, `split_for_rank`)
     whose batches are read from disk: `augment` is a torchvision transform for training;
-    None means the evaluation transform.
+    None means the evaluation transform. The batches arrive on the FolderSet's device.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._kept = {}  # split (rank, world) or None -> _KeptWorkers; shared by split_for_rank's views
+        self._blocks = {}  # (start, stop) -> the batch_block loader, kept with its workers
+
+    def _workers(self, decoded):
+        kept = self._kept.get(self.part)
+        if kept is None:
+            kept = self._kept[self.part] = _KeptWorkers(decoded, self.data.num_workers, self.data.device.type == "cuda")
+        return kept
 
     def __iter__(self):
         order = self.indices
@@ -119,26 +172,30 @@ class StreamLoader(TensorLoader):
         base_seed = None
         if self.augment is not None:
             base_seed = int(torch.randint(SEED_MODULUS, (1,), generator=self.generator))
-        decoded = _Decoded(self.data, self.augment or eval_transform(), base_seed)
         batches = [order[start:stop] for start, stop in self.batch_bounds()]
         if self.part is not None:  # only this rank's share is decoded; the seeds make it what one process would see
             rank, world = self.part
             batches = [batch[slice(*rank_share(len(batch), rank, world))] for batch in batches if len(batch) >= world]
-        loader = torch.utils.data.DataLoader(
-            decoded,
-            batch_sampler=[batch.tolist() for batch in batches],
-            num_workers=self.data.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            worker_init_fn=_worker_init,
-        )
-        yield from loader
+        decoded = _Decoded(self.data, self.augment or eval_transform())
+        kept = self._workers(decoded)
+        if kept.busy:  # a pass of this loader inside another one: workers of its own, for this pass
+            kept = _KeptWorkers(decoded, self.data.num_workers, self.data.device.type == "cuda")
+        kept.sampler.batches = [[(position, base_seed) for position in batch.tolist()] for batch in batches]
+        kept.busy, device = True, self.data.device
+        try:
+            for images, labels in kept.loader:
+                yield to_unit_range(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
+        finally:
+            kept.busy = False
 
     def batch_block(self, start, stop):
         """Batches start..stop-1 of this unshuffled loader, as a loader of its own (the per-image seeds keep their crops)."""
         if self.shuffle:
             raise ValueError("batch_block splits an unshuffled loader")
-        block = self.indices[start * self.batch_size : stop * self.batch_size]
-        return StreamLoader(self.data, block, self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
+        if (start, stop) not in self._blocks:
+            block = self.indices[start * self.batch_size : stop * self.batch_size]
+            self._blocks[start, stop] = StreamLoader(self.data, block, self.batch_size, shuffle=False, augment=self.augment, seed=self.seed)
+        return self._blocks[start, stop]
 
 
 # ---------------------------------------------------------------- reading the folders

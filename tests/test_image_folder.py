@@ -65,15 +65,42 @@ def test_val_labels_follow_the_training_folders_names(tmp_path):
 
 
 def test_evaluation_batches_are_the_standard_transform_of_each_file(tree):
+    """Workers send uint8, scaled on the device: bit for bit torchvision's float transform (ToTensor)."""
     from PIL import Image
+    from torchvision import transforms
 
     splits = load_dataset(imagenet_args(tree))
     images, labels = next(iter(make_loader(splits.val, [5, 0, 3], batch_size=3)))
     assert images.shape == (3, 3, 224, 224) and images.dtype == torch.float32
     assert labels.tolist() == [2, 0, 1]
+    standard = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
     with Image.open(splits.val.path(3)) as img:
-        expected = eval_transform()(img.convert("RGB"))
-    assert torch.equal(images[2], expected)
+        assert torch.equal(images[2], standard(img.convert("RGB")))
+        assert eval_transform()(img.convert("RGB")).dtype == torch.uint8  # what a worker sends
+
+
+def test_a_loader_keeps_its_workers_from_one_pass_to_the_next(tree):
+    """Every epoch and every evaluation reuse the loader's decoding processes; the crops still change per epoch."""
+    splits = load_dataset(imagenet_args(tree))
+    splits.train.num_workers = 2
+    try:
+        loader = StreamLoader(splits.train, batch_size=4, shuffle=True, augment=splits.augment, seed=3)
+        first = epoch_of(loader)
+        kept = loader._kept[None].loader
+        workers = [w.pid for w in kept._iterator._workers]
+        second = epoch_of(loader)
+        assert loader._kept[None].loader is kept and [w.pid for w in kept._iterator._workers] == workers
+        assert all(w.is_alive() for w in kept._iterator._workers)
+        assert not torch.equal(torch.cat([b[0] for b in first]), torch.cat([b[0] for b in second]))
+        # the same two epochs from a fresh loader with workers of its own
+        fresh = StreamLoader(splits.train, batch_size=4, shuffle=True, augment=splits.augment, seed=3)
+        for (a, la), (b, lb) in zip(first + second, epoch_of(fresh) + epoch_of(fresh)):
+            assert torch.equal(a, b) and torch.equal(la, lb)
+        # a pass broken off early leaves the next one whole
+        next(iter(loader))
+        assert len(epoch_of(loader)) == len(loader)
+    finally:
+        splits.train.num_workers = 0
 
 
 def epoch_of(loader):
