@@ -8,6 +8,7 @@ commands run verbatim) and say so in their help.
 
 import argparse
 
+from checkpoints import DEFAULT_CHECKPOINT_EVERY_S
 from dataset import DATASETS
 from models import IMAGENET_STEM_ARCHS, model_dict
 from unlearn import METHODS, method_options
@@ -109,6 +110,13 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
     general.add_argument("--workers", type=int, default=4, help="accepted for compatibility; unused")
     general.add_argument("--resume", action="store_true", help="continue from --checkpoint (main_imp.py) or skip finished stages")
     general.add_argument("--checkpoint", type=str, default=None, help="checkpoint file to resume from")
+    general.add_argument(
+        "--checkpoint_every_s",
+        type=float,
+        default=DEFAULT_CHECKPOINT_EVERY_S,
+        help="write the resume checkpoint when this many seconds have passed since the last one "
+        "(and at the end of each pruning state); 0: after every epoch. --resume repeats at most this long",
+    )
     general.add_argument("--save_dir", type=str, default=None, help="folder for checkpoints and results")
     general.add_argument("--mask", type=str, default=None, help="dense or pruned checkpoint to unlearn from")
 
@@ -253,6 +261,15 @@ def check_data_args(args):
             raise UserError(f"--{option} {value}: must be at least 1 (leave it out to keep every image)")
 
 
+def check_checkpoint_args(args):
+    import math
+
+    from utils import UserError
+
+    if not math.isfinite(args.checkpoint_every_s) or args.checkpoint_every_s < 0:
+        raise UserError(f"--checkpoint_every_s {args.checkpoint_every_s}: must be 0 (every epoch) or a number of seconds")
+
+
 def check_training_args(args):
     """Check the options every training script uses; UserError names the option and the fix."""
     from models import IMAGENET_STEM_ARCHS
@@ -269,6 +286,7 @@ def check_training_args(args):
         raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
     if args.warmup < 0:
         raise UserError(f"--warmup {args.warmup}: must be 0 or more")
+    check_checkpoint_args(args)
     check_data_args(args)
     if not 0 <= args.rate < 1:
         raise UserError(f"--rate {args.rate}: the share of weights to prune must be in [0, 1)")
@@ -286,6 +304,7 @@ def check_unlearn_args(args):
 
     from utils import UserError
 
+    check_checkpoint_args(args)
     if args.unlearn_lr <= 0:
         raise UserError(f"--unlearn_lr {args.unlearn_lr}: must be positive")
     if args.unlearn_epochs < 0:

@@ -68,7 +68,7 @@ def trojaned_model(args, run, splits, original_state):
         pruner.apply_mask(run.model, mask)
         run.new_optimizer()
     run_states(run, args)
-    atomic_torch_save({"state_dict": run.model.state_dict(), "args": vars(args)}, args.mask)
+    atomic_torch_save({"state_dict": pruner.compact_state_dict(run.model.state_dict()), "args": vars(args)}, args.mask)
     log.info("trojaned model (conv sparsity %.2f%%) saved to %s", pruner.sparsity(run.model), args.mask)
 
 

@@ -218,7 +218,9 @@ def wrap(model):
     """The model to train with: DistributedDataParallel over it under several processes, else itself.
 
     One wrapper per model, rebuilt when its parameters change (pruning re-parametrises the
-    weights, boundary expanding grows the classifier).
+    weights, boundary expanding grows the classifier). The pruning masks are left out of the
+    buffers DDP broadcasts before every forward pass: every rank holds the same mask (loaded
+    from one file, or computed from the same weights), and a mask changes only between wraps.
     """
     if not active():
         return model
@@ -228,6 +230,8 @@ def wrap(model):
     cached = _wrapped.get(model)
     if cached is None or cached[0] != params:
         device = next(model.parameters()).device
+        masks = [name for name, _ in model.named_buffers() if name.endswith("weight_mask")]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, masks)
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         _wrapped[model] = cached = (params, ddp)
     return cached[1]

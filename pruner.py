@@ -4,7 +4,8 @@ A mask is `{"<module>.weight_mask": 0/1 tensor}` over the model's conv layers (t
 keys the original's `extract_mask` produced from a state dict). Pruning methods are
 functions `(model, mask, amount) -> new mask` that remove `amount` of the weights
 still alive. A mask is put on a model with `torch.nn.utils.prune`, so state dicts
-carry `weight_orig` / `weight_mask` exactly as the original code wrote them.
+carry `weight_orig` / `weight_mask` exactly as the original code wrote them. On disk a
+mask is bool (`compact_state_dict`); in a model it is the float buffer `prune` keeps.
 
 The original's helper names are kept (`pruning_model`, `pruning_model_random`,
 `prune_model_custom`, `remove_prune`, `extract_mask`, `check_sparsity`).
@@ -12,6 +13,7 @@ The original's helper names are kept (`pruning_model`, `pruning_model_random`,
 
 import copy
 import logging
+from collections import OrderedDict
 
 import torch
 import torch.nn.utils.prune as prune
@@ -292,8 +294,24 @@ def prune_model_custom(model, mask_dict):
 
 
 def extract_mask(model_dict):
-    """The `*weight_mask` entries of a state dict."""
-    return {k: copy.deepcopy(v) for k, v in model_dict.items() if k.endswith(MASK_SUFFIX)}
+    """The `*weight_mask` entries of a state dict, as float 0/1 whether stored as float (the
+    original's files) or as bool (ours, `compact_state_dict`)."""
+    masks = {k: v for k, v in model_dict.items() if k.endswith(MASK_SUFFIX)}
+    return {k: v.detach().clone().float() if v.dtype == torch.bool else copy.deepcopy(v) for k, v in masks.items()}
+
+
+def compact_state_dict(state_dict):
+    """The state dict as a checkpoint stores it: every `*weight_mask` as bool, a quarter of
+    float32's bytes, all else unchanged (the same keys, the same order).
+
+    The original's code loads it as it loads its own files: `load_state_dict` copies a bool
+    tensor into its float mask buffer, and `prune.CustomFromMask` casts the mask it is given.
+    """
+    compact = OrderedDict((k, v.bool() if k.endswith(MASK_SUFFIX) else v) for k, v in state_dict.items())
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        compact._metadata = metadata  # the modules' state-dict versions, as model.state_dict() gives them
+    return compact
 
 
 def check_sparsity(model):

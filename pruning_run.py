@@ -13,7 +13,7 @@ import os
 
 import arg_parser
 import pruner
-from checkpoints import atomic_save_json, atomic_torch_save, load_checkpoint, save_checkpoint, state_dict_of
+from checkpoints import CheckpointSchedule, atomic_save_json, atomic_torch_save, load_checkpoint, state_dict_of
 from dataset import load_dataset, make_loader
 from paths import best_checkpoint_path, checkpoint_path, imp_summary_path, rewind_weight_path, training_curve_path
 from trainer import build_model, evaluate, make_optimizer, make_scheduler, parse_milestones, plot_training_curve, train_epoch
@@ -63,6 +63,8 @@ class ImpRun:
         # The best-validation weights of this state and of state 0, kept in memory: read back from
         # the file rank 0 has just written, another node could see an older copy.
         self.best_weights, self.dense_best_weights = None, None
+        self.best_epoch, self.best_unwritten = None, False  # the best weights' epoch; not in their file yet
+        self.schedule = CheckpointSchedule(args.checkpoint_every_s)
         self.new_optimizer()
 
     def new_optimizer(self, advance_epochs=0):
@@ -74,7 +76,7 @@ class ImpRun:
         return {
             "state": self.state,
             "epoch": self.epoch,
-            "state_dict": self.model.state_dict(),
+            "state_dict": pruner.compact_state_dict(self.model.state_dict()),
             "best_sa": self.best_sa,
             "result": self.history,
             "optimizer": self.optimizer.state_dict(),
@@ -85,6 +87,27 @@ class ImpRun:
             "loader_rng": self.train_loader.generator_state() if hasattr(self.train_loader, "generator_state") else None,
             "args": vars(self.args),
         }
+
+    def best_checkpoint(self):
+        """`<s>model_SA_best.pth.tar`: the best-validation model and its bookkeeping (no
+        optimiser: the resume point is `<s>checkpoint.pth.tar`)."""
+        return {
+            "state": self.state,
+            "epoch": self.best_epoch,
+            "state_dict": pruner.compact_state_dict(self.best_weights),
+            "best_sa": self.best_sa,
+            "args": vars(self.args),
+        }
+
+    def write_checkpoints(self):
+        """The best model when it changed, then the resume checkpoint (in this order: a resume
+        from an older checkpoint re-runs the epochs since, and finds the same best)."""
+        a = self.args
+        if self.best_unwritten:
+            atomic_torch_save(self.best_checkpoint(), best_checkpoint_path(a.save_dir, self.state))
+            self.best_unwritten = False
+        atomic_torch_save(self.checkpoint(), checkpoint_path(a.save_dir, self.state))
+        self.schedule.written()
 
     def resume(self, path):
         ck = load_checkpoint(path, self.device)
@@ -99,7 +122,9 @@ class ImpRun:
         self.best_sa, self.history = ck.get("best_sa", 0.0), ck.get("result", new_history())
         self.rewind_weights = ck.get("init_weight")
         best = best_checkpoint_path(self.args.save_dir, self.state)
-        self.best_weights = state_dict_of(load_checkpoint(best, self.device)) if os.path.isfile(best) else None
+        saved_best = load_checkpoint(best, self.device) if os.path.isfile(best) else None
+        self.best_weights = state_dict_of(saved_best) if saved_best is not None else None
+        self.best_epoch = saved_best.get("epoch") if saved_best is not None else None
         if "rng" in ck:
             set_rng_state(ck["rng"])
         if ck.get("loader_rng") is not None:
@@ -136,8 +161,10 @@ class ImpRun:
             self.best_sa = max(val_acc, self.best_sa)
             if is_best:
                 self.best_weights = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
+                self.best_epoch, self.best_unwritten = epoch + 1, True
             self.epoch = epoch + 1
-            save_checkpoint(self.checkpoint(), is_best, a.save_dir, self.state)
+            if self.schedule.due(keep=self.epoch == a.epochs):  # a state's last epoch is always kept
+                self.write_checkpoints()
             log.info(
                 "state %d epoch %d/%d lr %.4g loss %.4f train %.2f%% val %.2f%% %.1fs (%.0f img/s)",
                 self.state, epoch + 1, a.epochs, lr, stats["loss"], stats["acc"], val_acc, stats["seconds"], stats["images_per_s"],
@@ -195,6 +222,7 @@ class ImpRun:
         self.new_optimizer(advance_epochs=a.rewind_epoch if a.prune_type == "rewind_lt" else 0)
         self.state, self.epoch = self.state + 1, 0
         self.best_sa, self.history, self.best_weights = 0.0, new_history(), None
+        self.best_epoch, self.best_unwritten = None, False
         log.info("pruned (%s) to conv sparsity %.2f%%, rewound (%s)", method, pruner.sparsity(mask), a.prune_type)
 
 

@@ -153,7 +153,8 @@ def unlearn_and_save(method, data_loaders, model, args, device, save_dir, result
 
     Sets result["unlearn_seconds"] and saves the finished checkpoint (model + result).
     """
-    with epoch_checkpoints(unlearn_checkpoint_path(save_dir, args.unlearn), result, progress) as checkpoints:
+    path = unlearn_checkpoint_path(save_dir, args.unlearn)
+    with epoch_checkpoints(path, result, progress, args.checkpoint_every_s) as checkpoints:
         result["unlearn_seconds"] = run_unlearning(method, data_loaders, model, args, device, checkpoints)
     if getattr(args, "saliency_mask_seconds", None) is not None:  # SalUn: the part of the RTE its source times apart
         result["saliency_mask_seconds"] = args.saliency_mask_seconds
@@ -171,7 +172,8 @@ def unlearn_model(model, original_state, loaders, args, device, result, progress
 
 def save_unlearn_checkpoint(model, result, save_dir, method):
     """`<method>checkpoint.pth.tar`: the unlearned model and its evaluation so far."""
-    atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": result}, unlearn_checkpoint_path(save_dir, method))
+    state = {"state_dict": pruner.compact_state_dict(model.state_dict()), "evaluation_result": result}
+    atomic_torch_save(state, unlearn_checkpoint_path(save_dir, method))
 
 
 def read_resume_point(model, save_dir, method, device):

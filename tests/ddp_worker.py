@@ -75,6 +75,8 @@ def main(out):
     results["train"] = {name: value.clone() for name, value in model.state_dict().items()}
     results["train_mask_kept"] = all(bool((m.weight[m.weight_mask == 0] == 0).all()) for m in model.features if hasattr(m, "weight_mask"))
     results["train_stats"] = [(s["loss"], s["acc"]) for s in stats]
+    # What DDP broadcasts before each forward pass: batch norm's statistics, not the masks.
+    results["broadcast_buffers"] = sorted(distributed.wrap(model).named_module_buffers) if distributed.active() else None
 
     # Inference over 77 images in batches of 16: every logit, in order, on every rank.
     logits, labels = predict(model, TensorLoader(splits.test, torch.arange(77), batch_size=16))

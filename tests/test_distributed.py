@@ -63,8 +63,16 @@ def test_training_with_two_ranks_equals_one_process_with_the_same_global_batch(w
     # the comparison means something: training moved the weights far more than the tolerance
     assert max_difference(one["train"], one["initial"]) > 1000 * TOLERANCE
     for (loss_1, acc_1), (loss_2, acc_2) in zip(one["train_stats"], two["train_stats"]):
-        assert loss_1 == pytest.approx(loss_2, rel=1e-5) and acc_1 == pytest.approx(acc_2)
+        # the weights differ by rounding: an image whose two best logits nearly tie may flip (2 of 203 allowed)
+        assert loss_1 == pytest.approx(loss_2, rel=1e-5) and abs(acc_1 - acc_2) <= 100 * 2 / 203 + 1e-9
     assert two["train_mask_kept"], "pruned weights stay zero under DistributedDataParallel"
+
+
+def test_the_masks_are_not_broadcast_before_each_forward_pass(worker_results):
+    _, two, _ = worker_results
+    buffers = two["broadcast_buffers"]
+    assert "features.1.running_mean" in buffers  # batch norm's statistics still are
+    assert not [name for name in buffers if name.endswith("weight_mask")]
 
 
 def test_random_labels_are_drawn_for_the_global_batch(worker_results):
@@ -104,7 +112,12 @@ def test_accuracy_is_counted_over_every_rank(worker_results):
     for alone_or_not in (one, two):  # bit for bit what the mean of the hits over the gathered logits gives
         logits, labels = alone_or_not["predict"]
         assert alone_or_not["evaluate"] == 100.0 * (logits.argmax(1) == labels).float().mean().item()
-    assert one["evaluate"] == two["evaluate"]
+    # The two models differ by rounding: only images whose two best logits are closer than the
+    # logits' difference can change their prediction.
+    (logits_one, labels), (logits_two, _) = one["predict"], two["predict"]
+    top2 = logits_one.topk(2, dim=1).values
+    ambiguous = int(((top2[:, 0] - top2[:, 1]) <= 2 * (logits_one - logits_two).abs().max()).sum())
+    assert abs(one["evaluate"] - two["evaluate"]) * len(labels) / 100 <= ambiguous + 1e-6
 
 
 def test_a_write_that_fails_on_rank_0_stops_every_rank(worker_results):
@@ -121,7 +134,7 @@ def test_only_rank_0_writes(worker_results):
 
 
 IMP = ["main_imp.py", "--dataset", "digits", "--arch", "resnet20s", "--train_per_class", "40", "--batch_size", "32"]
-IMP += ["--epochs", "3", "--decreasing_lr", "2", "--pruning_times", "2", "--rewind_epoch", "1"]
+IMP += ["--epochs", "3", "--decreasing_lr", "2", "--pruning_times", "2", "--rewind_epoch", "1", "--checkpoint_every_s", "0"]
 
 
 @pytest.mark.slow

@@ -86,7 +86,7 @@ def test_rewind_epoch_zero_is_refused_before_any_work(tmp_path):
 
 
 def test_sigterm_stops_with_a_checkpoint_that_resumes(tmp_path):
-    options = [*DIGITS_FAST, "--epochs", "4", "--pruning_times", "1"]
+    options = [*DIGITS_FAST, "--epochs", "4", "--pruning_times", "1", "--checkpoint_every_s", "0"]
     cmd = [sys.executable, os.path.join(ROOT, "main_imp.py"), *options, "--save_dir", str(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300

@@ -14,8 +14,8 @@ import time
 import pytest
 import torch
 
-from checkpoints import load_checkpoint
-from paths import checkpoint_path
+from checkpoints import CheckpointSchedule, load_checkpoint
+from paths import best_checkpoint_path, checkpoint_path
 from tests.conftest import ROOT, run_script
 
 pytestmark = pytest.mark.slow  # kills and resumes real runs
@@ -102,9 +102,24 @@ def kill_at_random_moments(script, options, save_dir, seed, checkpoints, kills=3
     return run_script(script, *options, "--save_dir", save_dir, "--resume"), killed
 
 
+def test_a_resume_checkpoint_is_due_once_its_interval_has_passed_or_when_it_must_be_kept():
+    now = [100.0]
+    schedule = CheckpointSchedule(60, clock=lambda: now[0])
+    now[0] = 159.0
+    assert not schedule.due() and schedule.due(keep=True)
+    now[0] = 160.0
+    assert schedule.due()
+    schedule.written()
+    now[0] = 219.0
+    assert not schedule.due()
+    every_epoch = CheckpointSchedule(0, clock=lambda: now[0])
+    assert every_epoch.due()
+
+
 def test_main_imp_killed_at_random_moments_ends_bit_identical(tmp_path):
     options = [*DIGITS, "--batch_size", "128", "--decreasing_lr", "2", "--epochs", "3", "--rewind_epoch", "1", "--rate", "0.9"]
-    options += ["--pruning_times", "2"]
+    # A checkpoint written only once 1.5 s have passed: some kills fall after epochs it did not write.
+    options += ["--pruning_times", "2", "--checkpoint_every_s", "1.5"]
     whole = run_script("main_imp.py", *options, "--save_dir", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
     resumed, killed = kill_at_random_moments("main_imp.py", options, tmp_path / "killed", 7, "[0-9]checkpoint.pth.tar")
@@ -117,6 +132,10 @@ def test_main_imp_killed_at_random_moments_ends_bit_identical(tmp_path):
         for key, value in end_whole["state_dict"].items():
             assert torch.equal(value, end_killed["state_dict"][key]), (state, key)
         assert end_whole["best_sa"] == end_killed["best_sa"]
+        best_whole = load_checkpoint(best_checkpoint_path(tmp_path / "whole", state))
+        best_killed = load_checkpoint(best_checkpoint_path(tmp_path / "killed", state))
+        assert best_whole["epoch"] == best_killed["epoch"]
+        assert all(torch.equal(value, best_killed["state_dict"][key]) for key, value in best_whole["state_dict"].items())
 
 
 def comparable_result(save_dir, method):
@@ -132,7 +151,7 @@ def comparable_result(save_dir, method):
 def test_main_forget_ft_killed_at_random_moments_ends_bit_identical(digits_masks, tmp_path):
     """Also the same command twice: the uninterrupted run and the first killed one draw their random forget sets apart."""
     options = [*DIGITS, "--mask", digits_masks["sparse"], "--unlearn", "FT", "--unlearn_epochs", "5", "--unlearn_lr", "0.01"]
-    options += ["--class_to_replace", "-1", "--num_indexes_to_replace", "50"]
+    options += ["--class_to_replace", "-1", "--num_indexes_to_replace", "50", "--checkpoint_every_s", "0"]
     whole = run_script("main_forget.py", *options, "--save_dir", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
     resumed, killed = kill_at_random_moments("main_forget.py", options, tmp_path / "killed", 3, "FTcheckpoint.pth.tar")
@@ -148,6 +167,7 @@ def test_main_forget_ft_killed_at_random_moments_ends_bit_identical(digits_masks
 def test_main_forget_resumes_an_interrupted_unlearning_after_its_last_epoch(digits_masks, tmp_path):
     """SIGTERM between epochs: exit 143, and --resume continues after the saved epoch (not from scratch)."""
     options = [*DIGITS, "--mask", digits_masks["dense"], "--unlearn", "GA", "--unlearn_epochs", "20", "--unlearn_lr", "1e-5"]
+    options += ["--checkpoint_every_s", "0"]
     cmd = [sys.executable, os.path.join(ROOT, "main_forget.py"), *map(str, options), "--save_dir", str(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "GAcheckpoint.pth.tar"
@@ -190,7 +210,7 @@ LATER = {  # settings under which each epoch takes about a second on digits
 def test_salun_and_boundary_expanding_killed_once_end_bit_identical(method, digits_masks, tmp_path):
     """A saliency mask and an extra class survive a SIGKILL (the other later methods: tests/test_unlearn_later_methods.py)."""
     options = [*DIGITS, "--mask", digits_masks["sparse"], "--unlearn", method, *LATER[method]]
-    options += ["--class_to_replace", "-1", "--num_indexes_to_replace", "300"]
+    options += ["--class_to_replace", "-1", "--num_indexes_to_replace", "300", "--checkpoint_every_s", "0"]
     cmd = [sys.executable, os.path.join(ROOT, "main_forget.py"), *map(str, options), "--save_dir", str(tmp_path / "whole")]
     whole = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # alongside the killed one
     resumed, killed = kill_at_random_moments("main_forget.py", options, tmp_path / "killed", 5, f"{method}checkpoint.pth.tar", 1, 0.5)

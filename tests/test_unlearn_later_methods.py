@@ -160,7 +160,7 @@ def test_interrupted_after_an_epoch_checkpoint_each_resumes_to_the_same_end(meth
     from dataset import Augment
 
     data = tiny_data(40)
-    args = method_args(method, "--unlearn_epochs", "3", "--unlearn_lr", "0.05", "--msteps", "2")
+    args = method_args(method, "--unlearn_epochs", "3", "--unlearn_lr", "0.05", "--msteps", "2", "--checkpoint_every_s", "0")
 
     def run(save_dir, progress=None):
         loaders = {

@@ -1,7 +1,8 @@
 """The one loop of the iterative methods: epochs of passes over loaders, with per-epoch checkpoints.
 
 An unlearning run keeps `<method>checkpoint.pth.tar` in --save_dir. While an iterative
-method runs it holds, after every epoch, everything needed to continue exactly (weights
+method runs it holds, after an epoch (every epoch once --checkpoint_every_s seconds have
+passed since the last write; every epoch with 0), everything needed to continue exactly (weights
 and mask, optimizer, scheduler, RNG states, the loader's generator, the seconds spent)
 under "progress"; once the method is done it holds the unlearned model and the
 evaluation so far (written by `unlearning_run.py`). `--resume` continues from either.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 import pruner
-from checkpoints import atomic_torch_save, load_checkpoint, state_dict_of
+from checkpoints import DEFAULT_CHECKPOINT_EVERY_S, CheckpointSchedule, atomic_torch_save, load_checkpoint, state_dict_of
 from trainer import make_optimizer, make_scheduler, parse_milestones, train_epoch
 from utils import rng_state, set_rng_state
 
@@ -27,8 +28,9 @@ log = logging.getLogger("unlearn_sparse")
 class EpochCheckpoints:
     """Per-epoch checkpoints of the iterative methods: where they go, and where to continue from."""
 
-    def __init__(self, path, result, saved=None):
+    def __init__(self, path, result, saved=None, every_s=DEFAULT_CHECKPOINT_EVERY_S):
         self.path, self.result = path, result
+        self.schedule = CheckpointSchedule(every_s)
         self.saved = saved  # the "progress" of an interrupted run, or None
         self.seconds_before = saved["seconds"] if saved else 0.0
         self.seconds_saving = 0.0
@@ -61,21 +63,28 @@ class EpochCheckpoints:
             "loader_rngs": {name: loader.generator_state() for name, loader in loaders.items()},
             "seconds": self.seconds_before + begin - self.start - self.seconds_saving,
         }
-        atomic_torch_save({"state_dict": model.state_dict(), "evaluation_result": self.result, "progress": progress}, self.path)
+        state = {"state_dict": pruner.compact_state_dict(model.state_dict()), "evaluation_result": self.result, "progress": progress}
+        atomic_torch_save(state, self.path)
+        self.schedule.written()
         self.seconds_saving += time.perf_counter() - begin
+
+    def save_if_due(self, model, optimizer, scheduler, loaders, epochs_done):
+        if self.schedule.due():
+            self.save(model, optimizer, scheduler, loaders, epochs_done)
 
 
 _checkpoints = None  # the EpochCheckpoints of the run in progress (set by epoch_checkpoints)
 
 
 @contextmanager
-def epoch_checkpoints(path, result, progress=None):
-    """Per-epoch checkpoints in `path` for the method run inside, continuing `progress` when given.
+def epoch_checkpoints(path, result, progress=None, every_s=DEFAULT_CHECKPOINT_EVERY_S):
+    """Per-epoch checkpoints in `path` for the method run inside, continuing `progress` when
+    given, written when `every_s` seconds have passed since the last.
 
     Yields the EpochCheckpoints, whose `seconds_before` and `seconds_saving` correct the RTE.
     """
     global _checkpoints
-    _checkpoints = EpochCheckpoints(path, result, progress)
+    _checkpoints = EpochCheckpoints(path, result, progress, every_s)
     try:
         yield _checkpoints
     finally:
@@ -182,8 +191,8 @@ def iterative_unlearn(
             )  # fmt: skip
         scheduler.step()
         check_finite(model)  # stop at the first epoch that diverges; never checkpoint NaN
-        if checkpoints:
-            checkpoints.save(model, optimizer, scheduler, seeded, epoch + 1)
+        if checkpoints and epoch + 1 < args.unlearn_epochs:  # after the last, the finished model is written
+            checkpoints.save_if_due(model, optimizer, scheduler, seeded, epoch + 1)
     return model
 
 
