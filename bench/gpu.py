@@ -67,8 +67,8 @@ def epoch_seconds(arch, loader, device, amp=False, channels_last=False):
     return time.perf_counter() - start
 
 
-def resnet18_epochs(device, n_images=45000, batch_size=256, workers=4):
-    """{pipeline name: seconds per epoch} for resnet18 on n_images CIFAR-shaped images."""
+def resnet18_epochs(device, n_images=45000, batch_size=256, workers=4, arch="resnet18"):
+    """{pipeline name: seconds per epoch} for `arch` (resnet18) on n_images CIFAR-shaped images."""
     from torchvision import transforms
 
     hwc, labels = cifar_shaped(n_images)
@@ -79,9 +79,9 @@ def resnet18_epochs(device, n_images=45000, batch_size=256, workers=4):
     data = ImageSet(torch.from_numpy(hwc.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels)).to(device)
     ours = TensorLoader(data, batch_size=batch_size, shuffle=True, augment=Augment(32, 4, flip=True), seed=0)
     return {
-        "torchvision": epoch_seconds("resnet18", DeviceLoader(torchvision_loader, device), device),
-        "tensor": epoch_seconds("resnet18", ours, device),
-        "tensor+amp+channels_last": epoch_seconds("resnet18", ours, device, amp=True, channels_last=True),
+        "torchvision": epoch_seconds(arch, DeviceLoader(torchvision_loader, device), device),
+        "tensor": epoch_seconds(arch, ours, device),
+        "tensor+amp+channels_last": epoch_seconds(arch, ours, device, amp=True, channels_last=True),
     }
 
 
@@ -90,22 +90,27 @@ def main():
     parser.add_argument("--images", type=int, default=45000)
     parser.add_argument("--gpu", type=int, default=0)
     parser.add_argument("--archs", nargs="+", default=["resnet20s", "resnet18"], help="models for the IU and FF ratios")
+    parser.add_argument("--epoch_arch", default="resnet18", help="the model of the timed epochs")
+    parser.add_argument("--iu_samples", type=int, default=256)
+    parser.add_argument("--ff_batches", type=int, default=8)
     args = parser.parse_args()
-    run(get_device(args.gpu), args.images, args.archs)
+    run(get_device(args.gpu), args.images, args.archs, args.epoch_arch, args.iu_samples, args.ff_batches)
 
 
-def run(device, n_images=45000, archs=("resnet20s", "resnet18")):
+def run(device, n_images=45000, archs=("resnet20s", "resnet18"), epoch_arch="resnet18", iu_samples=256, ff_batches=8):
     if device.type == "cuda":
         print(f"# GPU: {torch.cuda.get_device_name(device)}", flush=True)
-    seconds = resnet18_epochs(device, n_images)
+    seconds = resnet18_epochs(device, n_images, arch=epoch_arch)
     base = seconds["torchvision"]
     for name, s in seconds.items():
-        print(f"resnet18_epoch[{name}] ({n_images} CIFAR-shaped images): {s:.2f} s ({base / s:.2f}x torchvision)", flush=True)
+        rate = f"{s:.2f} s, {n_images / s:.0f} images/s ({base / s:.2f}x torchvision)"
+        print(f"{epoch_arch}_epoch[{name}] ({n_images} CIFAR-shaped images): {rate}", flush=True)
     for arch in archs:
-        t_loop, t_batched, t_floor, error = iu_grads.measure(device, arch, samples=256)
-        print(line(f"iu_per_sample_grads ({arch}, 256 samples)", t_loop, t_batched, t_floor) + f"; rel. diff {error:.1e}", flush=True)
-        seconds = ff.measure(device, arch, batches=8)
-        print(line(f"ff_fisher ({arch}, 8 batches of 32)", seconds["loop"], seconds["default"], seconds["floor"]), flush=True)
+        t_loop, t_batched, t_floor, error = iu_grads.measure(device, arch, samples=iu_samples)
+        iu_line = line(f"iu_per_sample_grads ({arch}, {iu_samples} samples)", t_loop, t_batched, t_floor)
+        print(iu_line + f"; rel. diff {error:.1e}", flush=True)
+        seconds = ff.measure(device, arch, batches=ff_batches)
+        print(line(f"ff_fisher ({arch}, {ff_batches} batches of 32)", seconds["loop"], seconds["default"], seconds["floor"]), flush=True)
         print(f"  ff methods ({arch}): {ff.method_report(seconds)}", flush=True)
 
 

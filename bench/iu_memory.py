@@ -41,7 +41,7 @@ def whole_batch_stream(model, loader, chunk_size=None, desc=""):
         yield torch.cat(list(per_sample_gradient_chunks(model, images.to(device), labels.to(device), chunk_size)))
 
 
-def child(batch_size, chunk, arch, whole_batches, gpu):
+def child(batch_size, chunk, arch, whole_batches, gpu, retain=None):
     """One measurement (run in the subprocess): prints a JSON line."""
     sys.path.insert(0, ROOT)
     from types import SimpleNamespace
@@ -61,7 +61,7 @@ def child(batch_size, chunk, arch, whole_batches, gpu):
     data = splits.train.to(device)
     loaders = {
         "forget": TensorLoader(data, torch.nonzero(labels == 0).flatten(), batch_size=batch_size),
-        "retain": TensorLoader(data, torch.nonzero(labels != 0).flatten(), batch_size=batch_size),
+        "retain": TensorLoader(data, torch.nonzero(labels != 0).flatten()[:retain], batch_size=batch_size),
     }
     if whole_batches:  # as before the stream: whole batches through the backward passes too
         wf.retain_gradient_stream = whole_batch_stream
@@ -87,8 +87,9 @@ def child(batch_size, chunk, arch, whole_batches, gpu):
     print(json.dumps({"before": before, "peak": peak, "moved": moved}))
 
 
-def measure(batch_size, chunk, arch, whole_batches=False, gpu=None):
+def measure(batch_size, chunk, arch, whole_batches=False, gpu=None, retain=None):
     command = [sys.executable, os.path.abspath(__file__), "--child", str(batch_size), "--chunk", str(chunk), "--arch", arch]
+    command += ["--retain", str(retain)] if retain is not None else []
     command += ["--whole_batches"] if whole_batches else []
     command += ["--gpu", str(gpu)] if gpu is not None else []
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -98,14 +99,14 @@ def measure(batch_size, chunk, arch, whole_batches=False, gpu=None):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(batch_sizes, chunk, arch, gpu=None):
+def report(batch_sizes, chunk, arch, gpu=None, retain=None):
     """Lines of figures; returns {(mode, batch size): measurement}."""
     mib = 2**20
     results = {}
     for whole in (True, False):
         mode = "whole batches (before)" if whole else "streamed"
         for batch_size in batch_sizes:
-            r = results[mode, batch_size] = measure(batch_size, chunk, arch, whole, gpu)
+            r = results[mode, batch_size] = measure(batch_size, chunk, arch, whole, gpu, retain)
             print(
                 f"iu_memory {mode}, batch {batch_size}, chunk {chunk}: peak {r['peak'] / mib:.0f} MiB, "
                 f"{(r['peak'] - r['before']) / mib:.0f} MiB above the {r['before'] / mib:.0f} MiB held before IU",
@@ -129,13 +130,14 @@ def main():
     parser.add_argument("--chunk", type=int, default=32)
     parser.add_argument("--arch", default="resnet20s")
     parser.add_argument("--gpu", type=int, default=None)
+    parser.add_argument("--retain", type=int, default=None, help="the first N retain images only (default: all 1,170)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--whole_batches", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.chunk, args.arch, args.whole_batches, args.gpu)
+        child(args.child, args.chunk, args.arch, args.whole_batches, args.gpu, args.retain)
         return
-    report(sorted(int(b) for b in args.batch_sizes.split(",")), args.chunk, args.arch, args.gpu)
+    report(sorted(int(b) for b in args.batch_sizes.split(",")), args.chunk, args.arch, args.gpu, args.retain)
 
 
 if __name__ == "__main__":

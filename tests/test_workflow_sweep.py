@@ -171,7 +171,8 @@ def test_a_sweep_runs_through_slurm_job_arrays(slurm, tmp_path):
     summary = run([SUMMARIZE, out])
     assert summary.returncode == 0, summary.stderr
     assert "2 results summarised" in summary.stdout
-    assert re.search(r"\| Retrain \| dense \| 100\.00±0\.00 \(0\.00\)", summary.stdout), summary.stdout
+    dense_ua = next(json.loads(p.read_text())["UA"] for p in results if "/dense/" in str(p))
+    assert f"| Retrain | dense | {dense_ua:.2f}±0.00 (0.00)" in summary.stdout, summary.stdout  # one seed: no spread
     assert "| Retrain | 50% sparse |" in summary.stdout
 
     resubmit = run([SWEEP, grid, "--out", out, "--backend", "slurm"], env=slurm.env)
@@ -317,7 +318,6 @@ def test_a_list_valued_option_makes_one_task_per_value_and_best_keeps_the_closes
     rows = {line.split(" | ")[0][2:]: line for line in every.stdout.splitlines() if line.startswith("| GA")}
     assert set(rows) == {"GA (unlearn_lr=1e-05)", "GA (unlearn_lr=0.01)"}
     gaps = {name: float(line.split(" | ")[6]) for name, line in rows.items()}
-    best = min(gaps, key=gaps.get)
 
     # The results alone, copied elsewhere with their task.json, keep their settings; --best keeps one.
     copied = tmp_path / "copied"
@@ -328,12 +328,14 @@ def test_a_list_valued_option_makes_one_task_per_value_and_best_keeps_the_closes
             target.write_bytes(path.read_bytes())
     chosen = run([SUMMARIZE, copied, "--best", "--overrides", tmp_path / "chosen.json"])
     assert chosen.returncode == 0, chosen.stderr
+    kept = [line for line in chosen.stdout.splitlines() if line.startswith("| GA")]
+    assert len(kept) == 1
+    best = kept[0].split(" | ")[0][2:]
+    assert gaps[best] == min(gaps.values())  # the closest to Retrain (either, should the two tie when rounded)
     lr = float(best.split("=")[1][:-1])
     assert json.loads((tmp_path / "chosen.json").read_text()) == [
         {"model": "dense", "scenario": "class-wise", "method": "GA", "options": {"unlearn_lr": lr}}
     ]  # ready to be a grid's "overrides"
-    kept = [line for line in chosen.stdout.splitlines() if line.startswith("| GA")]
-    assert len(kept) == 1 and kept[0].startswith(f"| {best} |")
     assert f"GA, dense, class-wise: selected {best.split('(')[1][:-1]} (Avg. Gap {gaps[best]:.2f}) over" in chosen.stdout
 
 
@@ -419,7 +421,7 @@ def test_a_study_over_independent_original_models_on_digits_is_summarised_with_p
 
     grid = json.loads(tiny_grid(tmp_path / "grid.json", methods=("FT",), seeds=(1, 2)).read_text())
     grid["train_seeds"] = [1, 2, 3]
-    grid["common"].update(train_per_class=40, test_per_class=20)  # 39 runs: a small share of digits keeps it short
+    grid["common"].update(train_per_class=20, test_per_class=10)  # 39 runs: a small share of digits keeps it short
     grid["methods"] = {
         "retrain": {"unlearn_epochs": 1, "unlearn_lr": 0.1},
         "FT": {"unlearn_epochs": 1, "unlearn_lr": 0.01},
