@@ -5,7 +5,8 @@
 #     bash bench/gpu_check.sh --cpu-dry-run OUT_DIR   (the same steps on the CPU, tiny settings, < 5 minutes)
 #
 # Steps: the environment; pruning (plain, and --amp --channels_last); every registered
-# unlearning method (read from unlearn.METHODS) plain and with --amp --channels_last; a run
+# unlearning method (read from unlearn.METHODS) plain and with --amp --channels_last (the CPU
+# dry run: --channels_last, bfloat16 on a CPU being 5-15x slower); a run
 # killed by SIGTERM and resumed, compared bit for bit with an uninterrupted run (and two
 # uninterrupted runs with each other); resnet18 training images/s per loader and option, with
 # IU's and FF's batched-against-loop ratios (bench/gpu.py); IU's peak memory at two batch sizes
@@ -49,7 +50,9 @@ if [ "$DRY" = 1 ]; then
     FORGET=(--class_to_replace 3 --num_indexes_to_replace 3)
     IMAGES=128
     SPEED=(--iu_samples 32 --ff_batches 1)
-    IMAGENET_PER_CLASS=4
+    IMAGENET_PER_CLASS=3
+    # bfloat16 autocast on a CPU costs 5-15x float32: the dry run's second variant leaves --amp out
+    VARIANTS=plain,channels_last
     EPOCH_ARCH=resnet20s  # resnet18 in bfloat16 on a CPU: a minute for 128 images
     ARCHS=(resnet20s)
     IU_MEMORY=(--batch_sizes 8,32 --chunk 8 --arch resnet20s --retain 128)
@@ -68,6 +71,7 @@ else
     ARCHS=(resnet20s resnet18)
     SPEED=()
     IMAGENET_PER_CLASS=8
+    VARIANTS=plain,amp+channels_last
     IU_MEMORY=(--batch_sizes 32,256 --chunk 32 --arch resnet18 --gpu 0)
     FF=(--arch resnet18 --batches 8 --gpu 0)
     IMAGENET_ARCH=resnet18
@@ -187,7 +191,7 @@ two_ranks() {
 step environment "." environment
 step prune "^state [0-9]+:|error" prune "$OUT/imp"
 step prune_amp_channels_last "^state [0-9]+:|error" prune "$OUT/imp_amp" --amp --channels_last
-step methods "." $PY bench/gpu_check_methods.py --mask "$OUT/imp/1model_SA_best.pth.tar" --out "$OUT/methods" \
+step methods "." $PY bench/gpu_check_methods.py --mask "$OUT/imp/1model_SA_best.pth.tar" --out "$OUT/methods" --variants "$VARIANTS" \
     "${DIGITS[@]}" "${DEV[@]}" "${FORGET[@]}"
 step resume "." resume
 step train_speed "." $PY bench/gpu.py --images "$IMAGES" --epoch_arch "$EPOCH_ARCH" --archs "${ARCHS[@]}" "${SPEED[@]}"

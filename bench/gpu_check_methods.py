@@ -30,7 +30,7 @@ from utils import UserError, setup_logging  # noqa: E402
 # every second one), a learning rate no method diverges at, Retrain (pipeline)'s two states.
 TINY = ["--unlearn_epochs", "2", "--unlearn_lr", "0.001", "--epochs", "1", "--decreasing_lr", "50"]
 TINY += ["--pruning_times", "2", "--prune_type", "lt", "--iu_damping", "100", "--msteps", "1"]
-VARIANTS = {"plain": [], "amp+channels_last": ["--amp", "--channels_last"]}
+VARIANTS = {"plain": [], "amp+channels_last": ["--amp", "--channels_last"], "channels_last": ["--channels_last"]}
 
 
 def run_one(method, variant, mask, out, extra):
@@ -68,7 +68,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mask", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
+    parser.add_argument("--variants", default="plain,amp+channels_last", help="comma-separated, of: " + ", ".join(VARIANTS))
     known, extra = parser.parse_known_args()
     os.makedirs(known.out, exist_ok=True)
     setup_logging()
