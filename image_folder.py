@@ -160,9 +160,11 @@ class StreamLoader(TensorLoader):
         self._blocks = {}  # (start, stop) -> the batch_block loader, kept with its workers
 
     def _workers(self, decoded):
+        """This split's kept workers; new ones for this pass alone when a pass of it is under way."""
         kept = self._kept.get(self.part)
-        if kept is None:
-            kept = self._kept[self.part] = _KeptWorkers(decoded, self.data.num_workers, self.data.device.type == "cuda")
+        if kept is None or kept.busy:
+            fresh = _KeptWorkers(decoded, self.data.num_workers, self.data.device.type == "cuda")
+            kept = self._kept.setdefault(self.part, fresh) if kept is None else fresh
         return kept
 
     def __iter__(self):
@@ -178,8 +180,6 @@ class StreamLoader(TensorLoader):
             batches = [batch[slice(*rank_share(len(batch), rank, world))] for batch in batches if len(batch) >= world]
         decoded = _Decoded(self.data, self.augment or eval_transform())
         kept = self._workers(decoded)
-        if kept.busy:  # a pass of this loader inside another one: workers of its own, for this pass
-            kept = _KeptWorkers(decoded, self.data.num_workers, self.data.device.type == "cuda")
         kept.sampler.batches = [[(position, base_seed) for position in batch.tolist()] for batch in batches]
         kept.busy, device = True, self.data.device
         try:
