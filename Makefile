@@ -25,10 +25,15 @@ demo: $(STAMP)
 	bash scripts/demo.sh $(PY) $(DEMO_DIR)
 
 # The Slurm tests need slurm-wlm and munge, one test the real Fashion-MNIST files
-# (dataset-fashion-mnist): installed here when missing (root with apt-get).
+# (dataset-fashion-mnist): installed here when missing (root with apt-get). TEST_WORKERS
+# pytest processes share the machine, a file each at a time (--dist loadfile keeps a file's
+# fixtures, the Slurm cluster among them, in one process); tests/conftest.py gives each its
+# share of the cores. The runs the tests start are small, so two processes on 2 cores finish
+# sooner than one with two threads.
+TEST_WORKERS ?= 2
 test: $(STAMP) lint
 	bash tests/install_test_packages.sh
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The fast tier: in-process tests on tiny models (no training runs, no Slurm), a few minutes.
 test-fast: $(STAMP) lint

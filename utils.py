@@ -57,11 +57,23 @@ def run_cli(main):
     except UserError as err:
         _drop_held_logs()
         print(f"error: {err}", file=sys.stderr)
+        _leave_process_group()
         sys.exit(2)
     except Preempted:
         _release_held_logs()
         print(f"stopped by {_stopped_by}: rerun the same command with --resume to continue from the last saved checkpoint", file=sys.stderr)
+        _leave_process_group()
         sys.exit(PREEMPTED_EXIT_CODE)
+
+
+def _leave_process_group():
+    """Leave the process group on the way out of a refused or stopped run: a group still open
+    at interpreter exit can abort the process ("terminate called without an active
+    exception") after its one line was printed, and the exit status is then lost."""
+    try:
+        distributed.finish()
+    except Exception:  # the peers may be gone already; the exit status is what matters
+        pass
 
 
 def _run_main(main):

@@ -9,6 +9,13 @@ from types import SimpleNamespace
 if os.environ.get("UNLEARN_TESTS_SEE_CUDA") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
+# Under pytest-xdist (`make test`: -n TEST_WORKERS) each worker, and every script it starts,
+# gets its share of the cores, so that the workers do not oversubscribe them. Set before
+# torch reads OMP_NUM_THREADS; a value the user exported is kept.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

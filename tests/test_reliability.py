@@ -202,7 +202,7 @@ def test_a_new_run_moves_finished_results_aside(digits_masks, tmp_path):
 
 LATER = {  # settings under which each epoch takes about a second on digits
     "SalUn": ["--unlearn_epochs", "4", "--unlearn_lr", "0.01"],
-    "boundary_expanding": ["--unlearn_epochs", "12", "--unlearn_lr", "0.001"],
+    "boundary_expanding": ["--unlearn_epochs", "6", "--unlearn_lr", "0.001"],
 }
 
 

@@ -13,9 +13,11 @@ pytestmark = pytest.mark.slow  # trains and attacks shadow models
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ULIRA = os.path.join(ROOT, "scripts", "ulira.py")
 
-# The recipe of scripts/grids/digits_ulira.json, dense only: 30 training images per class and
-# no augmentation, so that each shadow model memorises its half (the signal the attack needs).
-RECIPE = {"epochs": 40, "lr": 0.05, "decreasing_lr": "20,30"}
+# The recipe of scripts/grids/digits_ulira.json, dense only and at half its epochs: 30
+# training images per class and no augmentation, so that each shadow model memorises its half
+# (the signal the attack needs). 20 epochs measured: raw 0.675 +- 0.028, Retrain 0.544, their
+# paired interval [0.061, 0.197], both margins several standard errors wide.
+RECIPE = {"epochs": 20, "lr": 0.05, "decreasing_lr": "10,15"}
 
 
 def test_the_attack_finds_the_model_never_unlearned_and_not_retrain(tmp_path):
@@ -23,7 +25,10 @@ def test_the_attack_finds_the_model_never_unlearned_and_not_retrain(tmp_path):
         "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 64, "train_per_class": 30, "no-aug": True},
         "masks": {"omp": {"options": {**RECIPE, "pruning_times": 1}}},
         "models": {"dense": {"mask": "omp", "file": "0model_SA_best.pth.tar"}},
-        "methods": {"raw": {}, "retrain": {"unlearn_epochs": RECIPE["epochs"], "unlearn_lr": RECIPE["lr"], "decreasing_lr": "20,30"}},
+        "methods": {
+            "raw": {},
+            "retrain": {"unlearn_epochs": RECIPE["epochs"], "unlearn_lr": RECIPE["lr"], "decreasing_lr": RECIPE["decreasing_lr"]},
+        },
     }
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     out = tmp_path / "run"
