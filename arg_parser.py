@@ -8,6 +8,7 @@ commands run verbatim) and say so in their help.
 
 import argparse
 
+import calibration
 from checkpoints import DEFAULT_CHECKPOINT_EVERY_S
 from dataset import DATASETS
 from models import IMAGENET_STEM_ARCHS, model_dict
@@ -204,6 +205,8 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
             help=f"{option.help} [{', '.join(readers)}]",
             **extra,
         )
+
+    calibration.add_arguments(parser)
 
     attack = parser.add_argument_group("attack")
     attack.add_argument("--attack", type=str, default="backdoor", help="attack of main_backdoor.py")

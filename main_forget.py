@@ -20,6 +20,8 @@ On digits (seconds on a CPU):
 import os
 
 import arg_parser
+import calibration
+import distributed
 import unlearn
 import unlearning_run
 from pruning_run import check_imp_args
@@ -46,6 +48,9 @@ def check_forget_args(args):
         raise UserError(f"--rewind_pth {args.rewind_pth}: file not found")
     if args.mask_path and not os.path.isfile(args.mask_path):
         raise UserError(f"--mask_path {args.mask_path}: file not found")
+    calibration.check_args(args, unlearn.METHODS[args.unlearn])
+    if args.calibrate and distributed.launched():
+        raise UserError("--calibrate runs its search in one process: run it without torchrun, then pass its result to --calibrated_from")
     if not unlearn.METHODS[args.unlearn].keeps_mask:  # Retrain (pipeline) is a pruning run: its options, checked first
         check_imp_args(args)
 

@@ -215,18 +215,31 @@ def _output_size(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
 
 
+class NonFiniteOutputs(Exception):
+    """A model gave NaN or infinite logits for `rows` of the `seen` images of a split."""
+
+    def __init__(self, rows, seen, split=None):
+        super().__init__(f"{rows} of {seen} images")
+        self.rows, self.seen, self.split = rows, seen, split
+
+
 @torch.no_grad()
-def evaluate(model, loader):
+def evaluate(model, loader, require_finite=False):
     """Top-1 accuracy in percent over a loader (nan for an empty one). Counts, not logits,
-    are kept (and summed over the ranks): ImageNet's retain set has 1.28 billion logits."""
+    are kept (and summed over the ranks): ImageNet's retain set has 1.28 billion logits.
+    `require_finite`: NonFiniteOutputs when any image's logits are not all finite."""
     model.eval()
     device = next(model.parameters()).device
-    counts = torch.zeros(2, dtype=torch.long, device=device)  # correct, seen
+    counts = torch.zeros(3, dtype=torch.long, device=device)  # correct, seen, non-finite
     for images, target in distributed.batch_block(loader):
         target = target.to(device, non_blocking=True)
-        counts[0] += (inference_forward(model, images.to(device, non_blocking=True)).argmax(1) == target).sum()
+        logits = inference_forward(model, images.to(device, non_blocking=True))
+        counts[0] += (logits.argmax(1) == target).sum()
         counts[1] += len(target)
-    correct, seen = distributed.sum_over_ranks_([counts], loader)[0].cpu().float()
+        counts[2] += (~torch.isfinite(logits).all(dim=1)).sum()
+    correct, seen, non_finite = distributed.sum_over_ranks_([counts], loader)[0].cpu().float()
+    if require_finite and non_finite:
+        raise NonFiniteOutputs(int(non_finite), int(seen))
     if seen == 0:
         return float("nan")
     return 100.0 * (correct / seen).item()  # float32 on the CPU: bit for bit the CPU mean of a float32 tensor of hits

@@ -8,6 +8,7 @@ runs (unlearn/loop.py), then the unlearned model and its evaluation so far; `--r
 continues from either and skips every finished stage. File names: `paths.py`.
 """
 
+import copy
 import logging
 import os
 import time
@@ -15,13 +16,14 @@ import time
 import torch
 from torch import nn
 
+import calibration
 import evaluation
 import pruner
 import unlearn
 from checkpoints import atomic_save_json, atomic_save_npy, atomic_torch_save, load_checkpoint, state_dict_of
 from dataset import load_dataset, make_loader, select_forget_set, unlearning_positions
 from paths import eval_json_path, eval_result_path, forget_indexes_path, unlearn_checkpoint_path, unlearning_outputs
-from trainer import build_model
+from trainer import NonFiniteOutputs, build_model, evaluate
 from unlearn.loop import NonFiniteWeights, check_finite, epoch_checkpoints
 from unlearn.SalUn import load_saliency_mask
 from utils import UserError, device_synchronize, get_device, open_save_dir, setup_seed, versions
@@ -71,18 +73,23 @@ def method_loaders(train, retain, forget, val_loader, test_loader, args, augment
 
 
 def build_loaders(splits, positions, args, device):
-    """Loaders the methods train on (shuffled, augmented) and the evaluation loaders."""
+    """Loaders the methods train on (shuffled, augmented) and the evaluation loaders, and
+    `fresh()`, which makes new method loaders (each shuffle from its first draw again)."""
     train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
     bs = args.batch_size
     val_loader, test_loader = make_loader(val, positions["val"], bs), make_loader(test, positions["test"], bs)
-    for_method = method_loaders(train, positions["retain"], positions["forget"], val_loader, test_loader, args, splits.augment)
+
+    def fresh():
+        return method_loaders(train, positions["retain"], positions["forget"], val_loader, test_loader, args, splits.augment)
+
+    for_method = fresh()
     for_evaluation = {
         "retain": make_loader(train, positions["retain"], bs),
         "forget": make_loader(train, positions["forget"], bs),
         "val": val_loader,
         "test": test_loader,
     }
-    return for_method, for_evaluation
+    return for_method, for_evaluation, fresh
 
 
 # ---------------------------------------------------------------- running a method
@@ -103,9 +110,25 @@ def prepare_model(model, state_dict, method):
         pruner.load_pruned_model(model, state_dict)
 
 
+def strength_settings(record, args):
+    """['--alpha 3', ...]: the method's strength options as this run set them."""
+    return [f"--{name} {getattr(args, name):g}" for name in record.strength_options()]
+
+
+def non_finite_outputs_error(record, args, bad, save_dir):
+    """The one line for an unlearned model whose logits are not all finite (its checkpoint is kept)."""
+    settings = strength_settings(record, args)
+    lower = f"rerun with a smaller {' or '.join(s.split()[0] for s in settings)}" if settings else "is the --mask checkpoint damaged?"
+    return UserError(
+        f"{record.name}{' with ' + ' '.join(settings) if settings else ''} gives non-finite outputs on {bad.rows} of {bad.seen} "
+        f"{bad.split or ''} images; {lower}. The unlearned model is kept in {unlearn_checkpoint_path(save_dir, record.name)}; "
+        "no results were written."
+    )
+
+
 def non_finite_error(record, args, tensor_name):
     """The one line for a method whose weights stopped being finite: which setting to lower."""
-    settings = [f"--{name} {getattr(args, name):g}" for name in record.strength_options()]
+    settings = strength_settings(record, args)
     if not settings:  # raw changes nothing: the weights came that way
         return UserError(f"{record.name}: the model holds non-finite weights ({tensor_name}); is the --mask checkpoint damaged?")
     options = " or ".join(s.split()[0] for s in settings)
@@ -123,19 +146,25 @@ def run_unlearning(method, data_loaders, model, args, device, checkpoints=None):
     counted and the time spent writing checkpoints is not.
     """
     record = unlearn.METHODS[args.unlearn]
+    try:
+        return timed_unlearning(method, data_loaders, model, args, device, checkpoints)
+    except NonFiniteWeights as bad:
+        raise non_finite_error(record, args, bad.tensor_name) from None
+
+
+def timed_unlearning(method, data_loaders, model, args, device, checkpoints=None):
+    """`run_unlearning`, with NonFiniteWeights raised as it is (a calibration counts it as too strong)."""
+    record = unlearn.METHODS[args.unlearn]
     input_mask = pruner.current_mask(model)
     setup_seed(args.seed)
     device_synchronize(device)
     start = time.perf_counter()
-    try:
-        method(data_loaders, model, nn.CrossEntropyLoss(), args)
-        device_synchronize(device)
-        seconds = time.perf_counter() - start
-        if checkpoints is not None:
-            seconds += checkpoints.seconds_before - checkpoints.seconds_saving
-        check_finite(model)
-    except NonFiniteWeights as bad:
-        raise non_finite_error(record, args, bad.tensor_name) from None
+    method(data_loaders, model, nn.CrossEntropyLoss(), args)
+    device_synchronize(device)
+    seconds = time.perf_counter() - start
+    if checkpoints is not None:
+        seconds += checkpoints.seconds_before - checkpoints.seconds_saving
+    check_finite(model)
     if not record.keeps_mask:
         return seconds
     after = pruner.current_mask(model)
@@ -200,6 +229,140 @@ def read_resume_point(model, save_dir, method, device):
         pruner.check_state_dict_fits(model, state_dict)
         return result, None
     return result, {**progress, "state_dict": state_dict}
+
+
+# ---------------------------------------------------------------- calibration (calibration.py)
+
+
+def metric_value(model, for_evaluation, metric):
+    """The calibrated metric, on its one split; None when the model's outputs are not all finite."""
+    try:
+        accuracy = evaluate(model, for_evaluation[calibration.METRIC_SPLIT[metric]], require_finite=True)
+    except NonFiniteOutputs:
+        return None
+    return 100.0 - accuracy if metric == "UA" else accuracy
+
+
+def step_runner(record, pristine, fresh_loaders, args, device):
+    """run(value) -> (model, seconds, args): the method at that value of --calibrate, on a copy of
+    `pristine` and new loaders, as a run given that value would make it. A method whose alpha
+    scales a direction (FF, IU) computes the direction once; its seconds count in every step's."""
+    option = args.calibrate
+    if option == "alpha" and record.direction is not None:
+        setup_seed(args.seed)
+        device_synchronize(device)
+        start = time.perf_counter()
+        apply = record.direction(fresh_loaders(), copy.deepcopy(pristine), args)
+        device_synchronize(device)
+        direction_seconds = time.perf_counter() - start
+        log.info("%s: direction computed once in %.1f s", record.name, direction_seconds)
+
+        def method(data_loaders, model, criterion, step_args):
+            return apply(model, step_args.alpha)
+    else:
+        direction_seconds, method = 0.0, unlearn.get_unlearn_method(args.unlearn)
+
+    def run(value):
+        step_args = copy.copy(args)
+        setattr(step_args, option, value)
+        model = copy.deepcopy(pristine)
+        seconds = timed_unlearning(method, fresh_loaders(), model, step_args, device)
+        return model, direction_seconds + seconds, step_args
+
+    return run
+
+
+def calibrate_and_unlearn(model, original_state, fresh_loaders, for_evaluation, args, device, result):
+    """Unlearn at the value of --calibrate whose --calibrate_metric comes closest to the target.
+
+    Returns the chosen step's model; `result` gets its "unlearn_seconds" and "calibration"
+    (calibration.search; docs/calibration.md). Each step is saved in the unlearn checkpoint
+    as it ends, so that --resume does not make it again (a step cut off is made again whole).
+    """
+    record = unlearn.METHODS[args.unlearn]
+    target = calibration.read_target(args.calibrate_target, args.calibrate_metric, args)
+    low, high = calibration.parse_range(args.calibrate_range)
+    prepare_model(model, original_state, args.unlearn)
+    pristine = model
+    steps = result.setdefault("calibration_steps", [])
+    known = {step["value"]: step["metric"] for step in steps}
+    if known:
+        log.info("--resume: %d calibration steps already made", len(known))
+    run = step_runner(record, pristine, fresh_loaders, args, device)
+    best = {}
+    seconds_before, begin = result.get("calibration_search_seconds", 0.0), time.perf_counter()
+
+    def measure(value):
+        try:
+            model, seconds, step_args = run(value)
+            metric = metric_value(model, for_evaluation, args.calibrate_metric)
+        except NonFiniteWeights:
+            model, seconds, metric = None, None, None
+        steps.append({"value": value, "metric": metric, "seconds": seconds})
+        shown = "non-finite (too strong)" if metric is None else f"{metric:.2f}"
+        log.info(
+            "calibration step %d: --%s %g gives %s %s (target %.2f)",
+            len(steps),
+            args.calibrate,
+            value,
+            args.calibrate_metric,
+            shown,
+            target.value,
+        )
+        if metric is not None and calibration.closest(steps, target.value) is steps[-1]:
+            best.update(value=value, model=model, seconds=seconds, args=step_args)
+        result["calibration_search_seconds"] = seconds_before + time.perf_counter() - begin
+        save_unlearn_checkpoint(pristine, result, args.save_dir, args.unlearn)
+        return metric
+
+    found = calibration.search(
+        measure, low, high, target.value, args.calibrate_metric, args.calibrate_tolerance, args.calibrate_steps, known
+    )
+    if best.get("value") != found.chosen:  # a step a resumed search had made before: made again, the same way
+        chosen_model, seconds, step_args = run(found.chosen)
+        best.update(value=found.chosen, model=chosen_model, seconds=seconds, args=step_args)
+    for flag in found.flags:
+        log.warning(
+            "calibration: the value chosen is %s (--calibrate_range %s, --calibrate_tolerance %g)",
+            flag,
+            args.calibrate_range,
+            args.calibrate_tolerance,
+        )
+    setattr(args, args.calibrate, found.chosen)  # the result's args hold the value chosen
+    if getattr(best["args"], "saliency_mask_seconds", None) is not None:
+        args.saliency_mask_seconds = best["args"].saliency_mask_seconds
+        result["saliency_mask_seconds"] = args.saliency_mask_seconds
+    result["unlearn_seconds"] = best["seconds"]
+    result["calibration"] = {
+        "option": args.calibrate,
+        "metric": args.calibrate_metric,
+        "target": target.value,
+        "target_files": target.files,
+        "target_values": target.values,
+        "range": [low, high],
+        "tolerance": args.calibrate_tolerance,
+        "max_steps": args.calibrate_steps,
+        "chosen": found.chosen,
+        "chosen_metric": next(step["metric"] for step in steps if step["value"] == found.chosen),
+        "seed": args.seed,
+        "steps": result.pop("calibration_steps"),
+        "flags": found.flags,
+        "search_seconds": seconds_before + time.perf_counter() - begin,
+    }
+    result.pop("calibration_search_seconds", None)
+    save_unlearn_checkpoint(best["model"], result, args.save_dir, args.unlearn)
+    return best["model"]
+
+
+def calibration_line(result):
+    c = result["calibration"]
+    if "steps" not in c:  # --calibrated_from
+        return f"calibrated: --{c['option']} {c['chosen']:g}, chosen on seed {c['seed']} ({c['from']})"
+    flags = f" [{', '.join(c['flags'])}]" if c["flags"] else ""
+    return (
+        f"calibration: --{c['option']} {c['chosen']:g} gives {c['metric']} {c['chosen_metric']:.2f} "
+        f"(target {c['target']:.2f} +- {c['tolerance']:g}), {len(c['steps'])} steps in {c['search_seconds']:.0f} s{flags}"
+    )
 
 
 # ---------------------------------------------------------------- results
@@ -289,9 +452,20 @@ def forget(args):
     positions = unlearning_positions(splits, forget_set)
     kind = scenario(forget_set, args)
     log.info("forget %d, retain %d training images (%s)", len(positions["forget"]), len(positions["retain"]), kind)
-    for_method, for_evaluation = build_loaders(splits, positions, args, device)
+    for_method, for_evaluation, fresh_loaders = build_loaders(splits, positions, args, device)
     if "unlearn_seconds" not in result:
-        unlearn_model(model, original_state, for_method, args, device, result, progress)
+        if args.calibrate:
+            model = calibrate_and_unlearn(model, original_state, fresh_loaders, for_evaluation, args, device, result)
+        else:
+            if args.calibrated_from:
+                result["calibration"] = calibration.read_calibrated(args.calibrated_from, args)
+                if result["calibration"]["seed"] == args.seed:
+                    log.warning(
+                        "--calibrated_from: its value was chosen on this run's --seed %d: not an independent measurement", args.seed
+                    )
+            unlearn_model(model, original_state, for_method, args, device, result, progress)
+    elif args.calibrate and "calibration" in result:
+        setattr(args, args.calibrate, result["calibration"]["chosen"])
 
     retain, forget_eval, test = for_evaluation["retain"], for_evaluation["forget"], for_evaluation["test"]
     cap = evaluation.IMAGENET_MIA_SAMPLES if args.dataset == "imagenet" else None
@@ -300,7 +474,10 @@ def forget(args):
         "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(model, retain, forget_eval, test, cap),
         "SVC_MIA_training_privacy": lambda: evaluation.mia_training_privacy(model, retain, test, cap),
     }
-    computed = complete_stages(result, stages, lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
+    try:
+        computed = complete_stages(result, stages, lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
+    except NonFiniteOutputs as bad:
+        raise non_finite_outputs_error(record, args, bad, args.save_dir) from None
     if results_written(computed, args):
         readable = {
             **evaluation.paper_metrics(result),
@@ -309,6 +486,7 @@ def forget(args):
             "SVC_MIA_training_privacy": result["SVC_MIA_training_privacy"],
             "unlearn_seconds": result["unlearn_seconds"],
             **({"saliency_mask_seconds": result["saliency_mask_seconds"]} if "saliency_mask_seconds" in result else {}),
+            **({"calibration": result["calibration"]} if "calibration" in result else {}),
             "forget_set_size": int(len(forget_set.positions)),
             "forget_class": forget_set.whole_class,
             "scenario": kind,
@@ -323,3 +501,5 @@ def forget(args):
         f"{args.unlearn}: UA {m['UA']:.2f}  MIA-Efficacy {m['MIA-Efficacy']:.2f}  RA {m['RA']:.2f}  TA {m['TA']:.2f}  "
         f"RTE {m['RTE']:.3f} min  (sparsity {pruner.sparsity(model):.2f}%)"
     )
+    if "calibration" in result:
+        print(calibration_line(result))

@@ -1,13 +1,21 @@
 """Accuracy per split, the two membership-inference evaluations, the paper's metrics."""
 
-from trainer import evaluate
+from trainer import NonFiniteOutputs, evaluate
 
 from .SVC_MIA import SVC_MIA
 
 
 def split_accuracies(model, loaders):
-    """{split: top-1 accuracy in percent} for each (evaluation) loader."""
-    return {name: evaluate(model, loader) for name, loader in loaders.items()}
+    """{split: top-1 accuracy in percent} for each (evaluation) loader; NonFiniteOutputs
+    naming the split when the model's logits are not all finite (the attacks would fail on them)."""
+    accuracies = {}
+    for name, loader in loaders.items():
+        try:
+            accuracies[name] = evaluate(model, loader, require_finite=True)
+        except NonFiniteOutputs as bad:
+            bad.split = name
+            raise
+    return accuracies
 
 
 # ImageNet: as many shadow samples as the original's ImageNet path took (10,000 retain and

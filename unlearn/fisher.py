@@ -317,15 +317,24 @@ def _add_noise(model, fisher, alpha, forget_class):
         p.copy_(mean + var.sqrt() * torch.randn_like(p))
 
 
-def fisher_new(data_loaders, model, criterion, args):
+def fisher_new_direction(data_loaders, model, args):
+    """The retain set's Fisher diagonal; returns apply(model, alpha), the noise at that alpha."""
     loader = in_order(data_loaders["retain"], batch_size=FISHER_BATCH_SIZE)
     method = args.ff_method
     if method == "grouped" and grouped_layers(model.eval()) is None:
         raise UserError("--ff_method grouped: this model has layers other than Conv2d, BatchNorm2d and Linear; use --ff_method loop")
     with torch.random.fork_rng(devices=[]):  # an ordinary DataLoader draws from the CPU RNG; the noise must not depend on it
         fisher = fisher_diagonal(model, loader, args.num_classes, method=None if method == "auto" else method)
-    _add_noise(model, fisher, args.alpha, args.forget_class)
-    return model
+
+    def apply(model, alpha):
+        _add_noise(model, fisher, alpha, args.forget_class)
+        return model
+
+    return apply
+
+
+def fisher_new(data_loaders, model, criterion, args):
+    return fisher_new_direction(data_loaders, model, args)(model, args.alpha)
 
 
 OLD_FISHER_EPSILON = 1e-8  # added to each per-sample derivative before squaring, as the original
@@ -348,20 +357,29 @@ def per_sample_fisher(model, loader, chunk_size=None):
     return total / max(n.item(), 1)
 
 
-def fisher(data_loaders, model, criterion, args):
-    """The original's older Fisher forgetting (`--unlearn fisher`)."""
+def fisher_direction(data_loaders, model, args):
+    """The per-sample Fisher of the retain set; returns apply(model, alpha), the noise at that alpha."""
     with torch.random.fork_rng(devices=[]):  # as in fisher_new: the noise does not depend on the loader
         information = per_sample_fisher(model, in_order(data_loaders["retain"]), args.iu_chunk_size)
-    start = 0
-    with torch.no_grad():
+
+    @torch.no_grad()
+    def apply(model, alpha):
+        start = 0
         for p in model.parameters():
             f = information[start : start + p.numel()].view_as(p)
             start += p.numel()
-            noise = torch.sqrt(args.alpha / f).clamp(max=OLD_FISHER_MAX_STD) * torch.empty_like(p).normal_(0, 1)
+            noise = torch.sqrt(alpha / f).clamp(max=OLD_FISHER_MAX_STD) * torch.empty_like(p).normal_(0, 1)
             if p.shape[-1] == args.num_classes:
                 noise = noise * 10
             p.add_(noise)
-    return model
+        return model
+
+    return apply
+
+
+def fisher(data_loaders, model, criterion, args):
+    """The original's older Fisher forgetting (`--unlearn fisher`)."""
+    return fisher_direction(data_loaders, model, args)(model, args.alpha)
 
 
 ORIGINAL_ALPHA = 0.2  # the original's --alpha default, which its `fisher` ran with
@@ -372,6 +390,7 @@ FISHER_NEW_METHOD = Method(
     "FF",
     "FF: Fisher forgetting, noise scaled by alpha / Fisher of the retain set",
     iterative=False,
+    direction=fisher_new_direction,
     alpha=1e-7,  # works on the bundled data; the literature uses about 1e-9 to 3e-6 (docs/methods.md)
     options=(
         Option(
@@ -390,6 +409,7 @@ FISHER_METHOD = Method(
     "fisher",
     "the original's older Fisher forgetting: noise of std min(sqrt(alpha / F), 1e-3), per-sample Fisher",
     iterative=False,
+    direction=fisher_direction,
     alpha=ORIGINAL_ALPHA,
     options=(IU_CHUNK_SIZE,),
 )

@@ -45,6 +45,11 @@ class Method:
     alpha: float | None = None  # reads --alpha, with this default when the command line leaves it out (None: does not read it)
     defaults: dict = field(default_factory=dict)  # shared options (--unlearn_lr, ...) set to these values when left out
     options: tuple[Option, ...] = ()  # the method's own options
+    # A one-shot method whose alpha only scales a direction: `direction(data_loaders, model,
+    # args)` computes what does not depend on alpha (a Fisher, a WoodFisher vector) and returns
+    # `apply(model, alpha)`, which unlearns `model` (holding the weights `direction` saw) at that
+    # alpha; `run` is the two in one call. A calibration computes the direction once.
+    direction: Callable | None = None
 
     @property
     def kind(self):

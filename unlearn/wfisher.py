@@ -152,7 +152,8 @@ def add_flat_(model, vector):
         start += p.numel()
 
 
-def wfisher(data_loaders, model, criterion, args):
+def wfisher_direction(data_loaders, model, args):
+    """The WoodFisher vector k; returns apply(model, alpha), the step theta += alpha * k."""
     damping = args.iu_damping
     retain, forget = data_loaders["retain"], data_loaders["forget"]
     n_forget, n_retain = num_samples(forget), num_samples(retain)
@@ -162,8 +163,16 @@ def wfisher(data_loaders, model, criterion, args):
     # The recursion reads only the first N + 2 retain samples.
     first = in_order(retain, limit=damping + 2)
     k = woodfisher(v, retain_gradient_stream(model, first, args.iu_chunk_size), damping)
-    add_flat_(model, args.alpha * k)
-    return model
+
+    def apply(model, alpha):
+        add_flat_(model, alpha * k)
+        return model
+
+    return apply
+
+
+def wfisher(data_loaders, model, criterion, args):
+    return wfisher_direction(data_loaders, model, args)(model, args.alpha)
 
 
 IU_CHUNK_SIZE = Option(
@@ -179,6 +188,7 @@ METHOD = Method(
     "IU",
     "IU: influence unlearning, one WoodFisher step of size alpha",
     iterative=False,
+    direction=wfisher_direction,
     alpha=3.0,  # works on the bundled data; the literature uses about 1-20 (docs/methods.md)
     options=(
         Option(
