@@ -50,6 +50,11 @@ def add_arguments(parser):
     group.add_argument("--calibrate_tolerance", type=float, default=1.0, help="percentage points from the target that end the search")
     group.add_argument("--calibrate_steps", type=int, default=8, help="the most unlearning runs the search makes, both ends included")
     group.add_argument(
+        "--calibrate_curve",
+        action="store_true",
+        help="record UA, RA and TA at every step (a trade-off curve over the values tried; costs an evaluation of each split per step)",
+    )
+    group.add_argument(
         "--calibrated_from",
         default=None,
         help="result JSON of a calibrated run: this run uses the value it chose (on this run's --seed)",

@@ -114,6 +114,11 @@ def sweep_unlearn_dir(out, model, scenario, method, seed, setting="", train_seed
     return os.path.join(out, "unlearn", *parts)
 
 
+def sweep_calibration_dir(unlearn_dir, seed):
+    """A calibration task's folder beside its method's seed folders: .../<method>/[<setting>/]calibration/seed<s>/."""
+    return os.path.join(os.path.dirname(unlearn_dir), "calibration", f"seed{seed}")
+
+
 def sweep_logs_dir(out):
     return os.path.join(out, "logs")
 

@@ -243,6 +243,17 @@ def metric_value(model, for_evaluation, metric):
     return 100.0 - accuracy if metric == "UA" else accuracy
 
 
+def curve_point(model, for_evaluation, metric, value):
+    """--calibrate_curve: {UA, RA, TA} of a step (the calibrated one already measured), None when non-finite."""
+    if value is None:
+        return None
+    point = {metric: value}
+    for other in calibration.METRIC_SPLIT:
+        if other not in point:
+            point[other] = metric_value(model, for_evaluation, other)
+    return None if None in point.values() else {key: point[key] for key in calibration.METRIC_SPLIT}
+
+
 def step_runner(record, pristine, fresh_loaders, args, device):
     """run(value) -> (model, seconds, args): the method at that value of --calibrate, on a copy of
     `pristine` and new loaders, as a run given that value would make it. A method whose alpha
@@ -299,6 +310,8 @@ def calibrate_and_unlearn(model, original_state, fresh_loaders, for_evaluation, 
         except NonFiniteWeights:
             model, seconds, metric = None, None, None
         steps.append({"value": value, "metric": metric, "seconds": seconds})
+        if args.calibrate_curve:
+            steps[-1]["accuracies"] = curve_point(model, for_evaluation, args.calibrate_metric, metric)
         shown = "non-finite (too strong)" if metric is None else f"{metric:.2f}"
         log.info(
             "calibration step %d: --%s %g gives %s %s (target %.2f)",

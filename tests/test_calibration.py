@@ -224,7 +224,7 @@ def test_iu_calibrated_to_a_ua_equals_the_plain_run_at_the_alpha_it_chose(digits
     target, tolerance = IU_TARGET
     calibrated = run_script(
         "main_forget.py", *options, "--calibrate", "alpha", "--calibrate_target", target, "--calibrate_range", IU_RANGE,
-        "--calibrate_tolerance", tolerance, "--calibrate_steps", "12", "--save_dir", tmp_path / "calibrated",
+        "--calibrate_tolerance", tolerance, "--calibrate_steps", "12", "--calibrate_curve", "--save_dir", tmp_path / "calibrated",
     )  # fmt: skip
     assert calibrated.returncode == 0, calibrated.stderr
     assert calibrated.stderr.count("direction computed once") == 1
@@ -236,6 +236,12 @@ def test_iu_calibrated_to_a_ua_equals_the_plain_run_at_the_alpha_it_chose(digits
     assert c["flags"] == [] and abs(c["chosen_metric"] - float(target)) <= float(tolerance)
     assert result["UA"] == c["chosen_metric"] and result["args"]["alpha"] == c["chosen"]
     assert calibrated.stdout.count("calibration step") == 0 and "calibration: --alpha" in calibrated.stdout
+    # --calibrate_curve: every finite step has its three accuracies; the chosen one's are the result's
+    for step in c["steps"]:
+        assert (step["accuracies"] is None) == (step["metric"] is None)
+        assert step["accuracies"] is None or step["accuracies"]["UA"] == step["metric"]
+    chosen = next(step for step in c["steps"] if step["value"] == c["chosen"])
+    assert chosen["accuracies"] == {key: result[key] for key in ("UA", "RA", "TA")}
 
     plain = run_script("main_forget.py", *options, "--alpha", repr(c["chosen"]), "--save_dir", tmp_path / "plain")
     assert plain.returncode == 0, plain.stderr

@@ -179,6 +179,38 @@ def test_a_sweep_runs_through_slurm_job_arrays(slurm, tmp_path):
     assert "3 tasks, 3 finished" in resubmit.stdout and "submitted" not in resubmit.stdout
 
 
+@pytest.mark.slow
+def test_a_calibrated_grid_runs_through_slurm_arrays_in_order(slurm, tmp_path):
+    grid = json.loads(tiny_grid(tmp_path / "grid.json", methods=("retrain", "GA"), seeds=(1,)).read_text())
+    # GA on a 2-epoch digits model: a learning rate near 10 forgets the whole class (or breaks the model: too strong).
+    grid["methods"]["GA"] = {"unlearn_epochs": 1, "_calibrate": {"option": "unlearn_lr", "range": "1e-5,10", "target": "retrain",
+                                                                 "seed": 9, "steps": 3, "tolerance": 10, "curve": True}}  # fmt: skip
+    grid["models"] = {"dense": grid["models"]["dense"]}
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    out = tmp_path / "out"
+    submit = run([SWEEP, tmp_path / "grid.json", "--out", out, "--backend", "slurm"], env=slurm.env)
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    ids = dict(re.findall(r"submitted (\w+) array: job (\d+)", submit.stdout))
+    assert list(ids) == ["masks", "unlearn", "calibration", "calibrated"]
+    job = subprocess.run(["scontrol", "show", "job", ids["calibrated"]], env=slurm.env, capture_output=True, text=True).stdout
+    waits_for = re.search(r"Dependency=(\S+)", job).group(1)
+    assert all(f"afterok:{ids[stage]}" in waits_for for stage in ("masks", "unlearn", "calibration")), job
+    assert slurm.wait_until_empty(timeout=600), slurm.queue()
+    logs = sorted((out / "slurm" / "logs").iterdir())
+    retrain = json.loads(next(out.glob("unlearn/dense/class-wise/retrain/seed1/retraineval_result.json")).read_text())
+    calibrated = json.loads((out / "unlearn/dense/class-wise/GA/calibration/seed9/GAeval_result.json").read_text())
+    measured = json.loads((out / "unlearn/dense/class-wise/GA/seed1/GAeval_result.json").read_text())
+    c = calibrated["calibration"]
+    assert c["target"] == retrain["UA"]
+    assert c["target_files"] == [str(out / "unlearn/dense/class-wise/retrain/seed1/retraineval_result.json")]
+    assert measured["args"]["unlearn_lr"] == c["chosen"] and measured["calibration"]["seed"] == 9, [p.read_text()[-400:] for p in logs]
+    assert os.path.getmtime(out / "unlearn/dense/class-wise/GA/seed1/GAeval_result.json") > os.path.getmtime(
+        out / "unlearn/dense/class-wise/GA/calibration/seed9/GAeval_result.json"
+    )
+    summary = run([SUMMARIZE, out])
+    assert summary.returncode == 0 and "### Calibration" in summary.stdout and "2 results summarised" in summary.stdout
+
+
 # ---------------------------------------------------------------- summarize
 
 

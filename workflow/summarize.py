@@ -17,7 +17,8 @@ and says under the table what it selected (with several original models, by the 
 its per-model Avg. Gaps, or with --best-by worst by its worst); --overrides FILE writes those choices as a
 grid's "overrides", to fix them for further seeds. Writes FILE (Markdown, default
 RUN_DIR/summary.md) and beside it FILE.csv and FILE.png (each metric, dense vs sparse per
-method).
+method). Calibration runs (a grid's "_calibrate") are left out of the tables and listed in
+their own section, with their trade-off curves in FILE_curves/ (workflow/matched.py).
 
 A missing or unreadable result file is named on stderr and left out; the rest is summarised.
 """
@@ -33,6 +34,7 @@ from collections import defaultdict
 
 import paths
 from unlearn import METHODS
+from workflow import matched
 
 METRICS = ("UA", "MIA-Efficacy", "RA", "TA")
 # Every method's row name, in the registry's order: the Original, the paper's six, the
@@ -103,6 +105,8 @@ def read_results(run_dir):
                 "sparsity": float(result.get("sparsity") or 0.0),
                 "seed": (result.get("args") or {}).get("seed", labels.get("seed")),
                 "train_seed": labels.get("train_seed"),
+                "role": labels.get("role"),
+                "calibration": result.get("calibration"),
                 **values,
             }
         )
@@ -699,6 +703,10 @@ def main():
     if not rows:
         print(f"error: no readable *eval_result.json under {args.run_dir}", file=sys.stderr)
         sys.exit(2)
+    rows, calibrations = matched.split_calibrations(rows)
+    if not rows:
+        print(f"error: only calibration runs under {args.run_dir}; their measured seeds have not finished", file=sys.stderr)
+        sys.exit(2)
     table = aggregate(rows)
     notes = ()
     several_models = len({r["train_seed"] for r in rows}) > 1
@@ -719,16 +727,19 @@ def main():
     )
     if ulira:
         text += ulira_paired(ulira_dir, ulira)
+    text += matched.calibration_section(calibrations, rows, NAMES)
     out = args.out or os.path.join(args.run_dir, "summary.md")
     stem = os.path.splitext(out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    curves = matched.plot_curves(calibrations, rows, stem + "_curves", NAMES)
     with open(out, "w") as f:
         f.write(text)
     write_csv(table, stem + ".csv")
     plot(table, stem + ".png")
     print(text)
+    figures = f"; curves: {len(curves)} figure{'s' * (len(curves) > 1)} in {stem}_curves/" if curves else ""
     print(f"{len(rows)} results summarised{f', {len(problems)} left out (see warnings)' if problems else ''}; "
-          f"written {out}, {stem}.csv, {stem}.png")  # fmt: skip
+          f"written {out}, {stem}.csv, {stem}.png{figures}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,7 +9,13 @@ GRID is a JSON file (format in docs/sweeps.md, examples in scripts/grids/). It e
                   method x seed, in RUN_DIR/unlearn/<model>/<scenario>/<method>/seed<s>/;
                   a method option given as a list ("alpha": [1e-8, 1e-7]) makes one
                   task per value (per combination), in .../<method>/<setting>/seed<s>/
-and every unlearn task waits for the mask task that makes its model. Every task passes
+  calibrations    a method with "_calibrate" (docs/sweeps.md) first calibrates its option
+                  per model x scenario (x setting) on a seed of its own, in
+                  .../<method>/[<setting>/]calibration/seed<s>/, to a number or to the
+                  mean of another method's results there (e.g. Retrain's); its seeds
+                  then run with --calibrated_from that result
+and every task waits for those it needs: its mask task, a calibration for its target's
+tasks, a calibrated run for its calibration. Every task passes
 --resume, and a task whose result file exists is not started again: running the same
 sweep twice redoes only what is unfinished. RUN_DIR/sweep.json lists every task with its
 command and result file (scripts/summarize.py reads it to name missing results), and each
@@ -20,8 +26,8 @@ local   runs the tasks with --jobs workers; each worker gets its own CUDA_VISIBL
         (round robin over --gpus, default every visible GPU) and an equal share of the CPU
         threads (OMP_NUM_THREADS; a lone mask task gets them all), so that workers do not
         slow each other down.
-slurm   writes RUN_DIR/slurm/{masks,unlearn}.sbatch and submits a job array for each, the
-        unlearning array with --dependency=afterok on the mask array; --sbatch passes
+slurm   writes RUN_DIR/slurm/<stage>.sbatch and submits a job array for each stage (masks,
+        unlearn, calibration, calibrated), each with --dependency=afterok on the earlier ones; --sbatch passes
         options to both (e.g. --sbatch="--partition gpu --gres gpu:1 --time 24:00:00").
 --dry-run prints the commands (and the sbatch scripts) without running anything.
 """
@@ -38,6 +44,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import calibration
 import distributed
 import paths
 from checkpoints import atomic_save_json
@@ -90,6 +97,9 @@ def load_grid(path):
             unknown = [n for n in options.get(key, []) if n not in names]
             if unknown:
                 raise UserError(f"{path}: methods.{method}.{key} names {unknown}, not among the grid's ({', '.join(names)})")
+    for method, options in grid["methods"].items():
+        if "_calibrate" in options:
+            check_calibration(path, grid, method, options)
     for i, override in enumerate(grid.get("overrides", [])):
         for key, names in (("model", grid["models"]), ("scenario", grid.get("scenarios", {"class-wise": {}})), ("method", grid["methods"])):
             if key in override and override[key] not in names:
@@ -97,8 +107,69 @@ def load_grid(path):
     return grid
 
 
+CALIBRATION_KEYS = {"option", "range", "target", "seed", "metric", "tolerance", "steps", "curve"}
+
+
+def check_calibration(path, grid, method, options):
+    """A method's "_calibrate": {"option", "range", "target", "seed"[, "metric", "tolerance", "steps", "curve"]}."""
+    where = f"{path}: methods.{method}._calibrate"
+    spec = options["_calibrate"]
+    if not isinstance(spec, dict):
+        raise UserError(f'{where} must be an object, e.g. {{"option": "unlearn_lr", "range": "1e-4,1e-1", "target": "retrain", "seed": 9}}')
+    unknown = sorted(set(spec) - CALIBRATION_KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown keys {unknown} (it takes {', '.join(sorted(CALIBRATION_KEYS))})")
+    missing = sorted({"option", "range", "target", "seed"} - set(spec))
+    if missing:
+        raise UserError(f"{where}: needs {missing}")
+    if spec["option"] not in calibration.OPTIONS:
+        raise UserError(f"{where}.option {spec['option']!r}: one of {', '.join(calibration.OPTIONS)}")
+    if spec["option"] in varied_keys(options):
+        raise UserError(f"{where}: {spec['option']} is calibrated, so it cannot also be a list of settings")
+    try:
+        calibration.parse_range(calibration_range(spec))
+    except UserError as err:
+        raise UserError(f"{where}.range: {err}") from None
+    target = spec["target"]
+    if isinstance(target, str):
+        if target not in grid["methods"] or target == method:
+            raise UserError(f"{where}.target {target!r}: a number, or another method of the grid whose results set it")
+        if "_calibrate" in grid["methods"][target]:
+            raise UserError(f"{where}.target {target!r}: that method is calibrated itself; a target is a method run at fixed settings")
+    elif not (isinstance(target, (int, float)) and not isinstance(target, bool) and 0 <= target <= 100):
+        raise UserError(f"{where}.target {target!r}: a percentage from 0 to 100, or the name of a method of the grid")
+    if type(spec["seed"]) is not int:
+        raise UserError(f"{where}.seed {spec['seed']!r}: a whole number, the unlearning seed the value is chosen on")
+    if spec["seed"] in options.get("_seeds", grid.get("seeds", [1])):
+        raise UserError(f"{where}.seed {spec['seed']}: also a measured seed; choose on a seed of its own (independent measurements)")
+
+
+def calibration_range(spec):
+    value = spec["range"]
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def calibration_options(spec, target_files):
+    """main_forget.py's calibration options for a grid's "_calibrate" and its target's result files."""
+    target = ",".join(target_files) if isinstance(spec["target"], str) else str(spec["target"])
+    options = {"calibrate": spec["option"], "calibrate_target": target, "calibrate_range": calibration_range(spec)}
+    for key in ("metric", "tolerance", "steps"):
+        if key in spec:
+            options[f"calibrate_{key}"] = spec[key]
+    return {**options, "calibrate_curve": bool(spec.get("curve"))}
+
+
+def after(task):
+    """The names of the tasks `task` waits for ("after": a name, a list of names, or None)."""
+    waits = task.get("after")
+    return [] if not waits else [waits] if isinstance(waits, str) else list(waits)
+
+
 def expand(grid, out):
-    """The grid's tasks: (mask tasks, unlearn tasks), each {"name", "cmd", "cwd", "result", "after"}.
+    """The grid's tasks: (mask tasks, unlearn tasks), each {"name", "cmd", "result", "after", "stage"}.
+
+    The unlearn tasks come in the order of their stages (unlearn, calibration, calibrated):
+    a task only waits for tasks before it.
 
     "train_seeds": [1, 2, ...] makes one original model per mask and train seed (its own
     dense training and pruning, --train_seed k, in masks/<mask>/train_seed<k>/), and every
@@ -107,8 +178,7 @@ def expand(grid, out):
     python = sys.executable
     common = grid.get("common", {})
     train_seeds = grid.get("train_seeds") or [None]  # None: one original model per mask, as before
-    mask_tasks, unlearn_tasks = [], []
-    mask_dirs = {}
+    mask_tasks, mask_dirs = [], {}
     launch = {"processes": grid.get("processes_per_task", 1), "nodes": grid.get("nodes_per_task", 1)}
     for name, mask in grid["masks"].items():
         script = mask.get("script", "main_imp.py")
@@ -122,10 +192,19 @@ def expand(grid, out):
             result = paths.best_checkpoint_path(save_dir, states - 1)
             task_name = mask_task_name(name, train_seed)
             mask_tasks.append(
-                {"name": task_name, "cmd": cmd, "result": result, "also": paths.imp_summary_path(save_dir), "after": None, **launch}
+                {
+                    "name": task_name,
+                    "cmd": cmd,
+                    "result": result,
+                    "also": paths.imp_summary_path(save_dir),
+                    "after": [],
+                    "stage": "masks",
+                    **launch,
+                }  # fmt: skip
             )
-    script = "main_forget.py"
     scenarios = grid.get("scenarios", {"class-wise": {}})
+    fixed, calibrations, calibrated = [], [], []
+    of_place = {}  # (model, train seed, scenario, method) -> its fixed-setting tasks (a calibration's target)
     for model_name, model in grid["models"].items():
         for train_seed in train_seeds:
             mask_file = os.path.join(mask_dirs[model["mask"], train_seed], model["file"])
@@ -135,28 +214,72 @@ def expand(grid, out):
                         continue
                     chosen = overridden(grid, model_name, scenario, method, method_options)
                     for setting, options_of_setting in settings(chosen):
-                        for seed in method_options.get("_seeds", grid.get("seeds", [1])):
-                            save_dir = paths.sweep_unlearn_dir(out, model_name, scenario, method, seed, setting, train_seed)
-                            options = {**common, **scenario_options, **options_of_setting, "seed": seed, **train_seed_option(train_seed)}
-                            cmd = [python, os.path.join(ROOT, script), *options_list(options), "--mask", mask_file, "--unlearn", method]
-                            cmd += ["--save_dir", save_dir, "--resume"]
-                            labels = {"model": model_name, "scenario": scenario, "method": method, "seed": seed}
-                            if train_seed is not None:
-                                labels["train_seed"] = train_seed
-                            of_model = f" (train seed {train_seed})" if train_seed is not None else ""
-                            unlearn_tasks.append(
-                                {
-                                    "name": f"{method}{f' ({setting})' if setting else ''} {model_name}{of_model} {scenario} seed {seed}",
-                                    "cmd": cmd,
-                                    "result": paths.eval_json_path(save_dir, method),
-                                    "after": mask_task_name(model["mask"], train_seed),
-                                    **launch,
-                                    "labels": {**labels, "setting": setting, "options": varied_values(chosen, options_of_setting)}
-                                    if setting
-                                    else labels,
-                                }
-                            )
-    return mask_tasks, unlearn_tasks
+                        place = {"out": out, "model": model_name, "train_seed": train_seed, "scenario": scenario, "method": method,
+                                 "setting": setting, "varied": varied_values(chosen, options_of_setting), "mask_file": mask_file,
+                                 "mask_task": mask_task_name(model["mask"], train_seed), "launch": launch,
+                                 "options": {**common, **scenario_options, **options_of_setting}}  # fmt: skip
+                        seeds = method_options.get("_seeds", grid.get("seeds", [1]))
+                        if "_calibrate" not in method_options:
+                            tasks = [unlearn_task(place, seed) for seed in seeds]
+                            of_place.setdefault((model_name, train_seed, scenario, method), []).extend(tasks)
+                            fixed += tasks
+                            continue
+                        spec = method_options["_calibrate"]
+                        place["options"].pop(spec["option"], None)  # the calibration sets it
+                        target_tasks = of_place_of_target(of_place, place, spec) if isinstance(spec["target"], str) else []
+                        calibrating = unlearn_task(
+                            place, spec["seed"], calibration_options(spec, [t["result"] for t in target_tasks]),
+                            after=[t["name"] for t in target_tasks], role="calibration",
+                        )  # fmt: skip
+                        calibrations.append(calibrating)
+                        reuse = {"calibrated_from": calibrating["result"]}
+                        calibrated += [unlearn_task(place, seed, reuse, after=[calibrating["name"]]) for seed in seeds]
+    return mask_tasks, fixed + calibrations + calibrated
+
+
+def of_place_of_target(of_place, place, spec):
+    """The target method's tasks on the same original model and scenario (all their seeds)."""
+    key = (place["model"], place["train_seed"], place["scenario"], spec["target"])
+    if key not in of_place:  # the grid's order: a method's target must come before it
+        raise UserError(
+            f"methods.{place['method']}._calibrate.target {spec['target']!r}: it has no runs on {place['model']} "
+            f"({place['scenario']}) before {place['method']} in the grid; list it earlier and for every model and scenario "
+            f"{place['method']} runs on"
+        )
+    return of_place[key]
+
+
+def unlearn_task(place, seed, extra=None, after=(), role=None):
+    """One main_forget.py task of a place (model, train seed, scenario, method, setting) and seed.
+
+    role "calibration": the run that chooses the value, in .../calibration/seed<s>/;
+    `extra` holds its --calibrate options, or a measured run's --calibrated_from.
+    """
+    train_seed, method, setting = place["train_seed"], place["method"], place["setting"]
+    save_dir = paths.sweep_unlearn_dir(place["out"], place["model"], place["scenario"], method, seed, setting, train_seed)
+    if role == "calibration":
+        save_dir = paths.sweep_calibration_dir(save_dir, seed)
+    options = {**place["options"], "seed": seed, **train_seed_option(train_seed), **(extra or {})}
+    cmd = [sys.executable, os.path.join(ROOT, "main_forget.py"), *options_list(options), "--mask", place["mask_file"]]
+    cmd += ["--unlearn", method, "--save_dir", save_dir, "--resume"]
+    labels = {"model": place["model"], "scenario": place["scenario"], "method": method, "seed": seed}
+    if train_seed is not None:
+        labels["train_seed"] = train_seed
+    if setting:
+        labels.update(setting=setting, options=place["varied"])
+    if role:
+        labels["role"] = role
+    of_model = f" (train seed {train_seed})" if train_seed is not None else ""
+    what = f"{'calibrate ' if role else ''}{method}{f' ({setting})' if setting else ''}"
+    return {
+        "name": f"{what} {place['model']}{of_model} {place['scenario']} seed {seed}",
+        "cmd": cmd,
+        "result": paths.eval_json_path(save_dir, method),
+        "after": [place["mask_task"], *after],
+        "stage": "calibration" if role else "calibrated" if extra else "unlearn",
+        **place["launch"],
+        "labels": labels,
+    }
 
 
 def train_seed_option(train_seed):
@@ -224,7 +347,8 @@ def finished(task):
 # Where and how a run went, not what it computed: a change of these is no change of the task.
 # Paths among them: a run folder that was moved or copied (results/) keeps its results.
 NOT_COMPARED = {"save_dir", "resume", "checkpoint", "gpu"} | {
-    "mask", "rewind_pth", "mask_path", "data", "data_dir", "train_positions", "indexes_to_replace"
+    "mask", "rewind_pth", "mask_path", "data", "data_dir", "train_positions", "indexes_to_replace",
+    "calibrate_target", "calibrated_from",
 }  # fmt: skip
 SHOWN_CHANGES = 10
 
@@ -303,21 +427,24 @@ class LocalRunner:
         self.stopping = False
 
     def run_all(self, mask_tasks, unlearn_tasks):
-        done = {t["name"]: threading.Event() for t in mask_tasks}
+        """Run the tasks; a task waits for those it names in "after" (earlier in the lists: the
+        queue's order, so that waiting tasks never hold every worker while what they wait for queues)."""
+        done = {t["name"]: threading.Event() for t in mask_tasks + unlearn_tasks}
         ok = {}
         results = {}
 
         def run(task):
-            if task["after"]:
-                done[task["after"]].wait()
-                if not ok.get(task["after"]):
-                    results[task["name"]] = "skipped (its mask failed)"
+            for name in after(task):
+                done[name].wait()
+                if not ok.get(name):
+                    results[task["name"]] = f"skipped ({name} failed)"
+                    ok[task["name"]] = False
+                    done[task["name"]].set()
                     return
             rc = self.run_one(task)
             results[task["name"]] = "ok" if rc == 0 else f"failed (exit {rc}; log {self.log_path(task)})"
-            if task["name"] in done:
-                ok[task["name"]] = rc == 0
-                done[task["name"]].set()
+            ok[task["name"]] = rc == 0
+            done[task["name"]].set()
 
         # Threads per task: the cores shared by the tasks of its stage that can run side by side
         # (a lone mask task gets every core).
@@ -419,15 +546,21 @@ def sbatch_options(text):
     return options
 
 
+STAGES = ("masks", "unlearn", "calibration", "calibrated")  # a task of a stage waits only for tasks of earlier ones
+
+
 def submit_slurm(mask_tasks, unlearn_tasks, out, extra, dry_run):
+    """One job array per stage, each with --dependency=afterok on the arrays submitted before it."""
     folder = paths.sweep_slurm_dir(out)
     log_dir = os.path.join(folder, "logs")
     if not dry_run:
         os.makedirs(log_dir, exist_ok=True)
     job_ids = {}
-    for stage, tasks in (("masks", mask_tasks), ("unlearn", unlearn_tasks)):
+    tasks_of = {stage: [t for t in mask_tasks + unlearn_tasks if t.get("stage", "unlearn") == stage] for stage in STAGES}
+    for stage, tasks in tasks_of.items():
         if not tasks:
-            print(f"# {stage}: nothing left to run")
+            if stage in ("masks", "unlearn"):
+                print(f"# {stage}: nothing left to run")
             continue
         tasks_file = os.path.join(folder, f"{stage}.tasks")
         script = sbatch_script(f"unlearn_sparse-{stage}", tasks_file, len(tasks), log_dir, extra, tasks[0].get("nodes", 1))
@@ -438,8 +571,8 @@ def submit_slurm(mask_tasks, unlearn_tasks, out, extra, dry_run):
             with open(script_file, "w") as f:
                 f.write(script)
         cmd = ["sbatch", "--parsable"]
-        if stage == "unlearn" and "masks" in job_ids:
-            cmd.append(f"--dependency=afterok:{job_ids['masks']}")
+        if job_ids:
+            cmd.append("--dependency=afterok:" + ":".join(job_ids.values()))
         cmd.append(script_file)
         print(f"# {script_file} ({len(tasks)} tasks in {tasks_file}):\n{script}")
         for t in tasks:
@@ -514,11 +647,10 @@ def main():
         for t in todo_masks + todo_unlearn:
             print(shlex.join(launch_command(t)))
         return
-    # Unlearning tasks whose mask is already made need not wait for it.
-    made = {t["name"] for t in mask_tasks if finished(t)}
+    # Tasks need not wait for what is already finished.
+    made = {t["name"] for t in mask_tasks + unlearn_tasks if finished(t)}
     for t in todo_unlearn:
-        if t["after"] in made:
-            t["after"] = None
+        t["after"] = [name for name in after(t) if name not in made]
     runner = LocalRunner(args.jobs, gpus, paths.sweep_logs_dir(out))
     os.makedirs(runner.log_dir, exist_ok=True)
     signal.signal(signal.SIGTERM, runner.stop)
