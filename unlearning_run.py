@@ -486,6 +486,7 @@ def forget(args):
         "accuracy": lambda: evaluation.split_accuracies(model, for_evaluation),
         "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(model, retain, forget_eval, test, cap),
         "SVC_MIA_training_privacy": lambda: evaluation.mia_training_privacy(model, retain, test, cap),
+        "weights": lambda: evaluation.weight_change(model, original_state),
     }
     try:
         computed = complete_stages(result, stages, lambda: save_unlearn_checkpoint(model, result, args.save_dir, args.unlearn))
@@ -497,6 +498,7 @@ def forget(args):
             "accuracy": result["accuracy"],
             "SVC_MIA_forget_efficacy": result["SVC_MIA_forget_efficacy"],
             "SVC_MIA_training_privacy": result["SVC_MIA_training_privacy"],
+            "weights": result["weights"],
             "unlearn_seconds": result["unlearn_seconds"],
             **({"saliency_mask_seconds": result["saliency_mask_seconds"]} if "saliency_mask_seconds" in result else {}),
             **({"calibration": result["calibration"]} if "calibration" in result else {}),

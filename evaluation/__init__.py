@@ -1,7 +1,8 @@
-"""Evaluation of an unlearned model: accuracy per split and shadow-SVM membership inference."""
+"""Evaluation of an unlearned model: accuracy per split, shadow-SVM membership inference, how its weights moved."""
 
 from .metrics import IMAGENET_MIA_SAMPLES, mia_forget_efficacy, mia_training_privacy, paper_metrics, split_accuracies
 from .SVC_MIA import FEATURES, SVC_MIA, attack_features, collect_prob, entropy, modified_entropy
+from .weights import weight_change
 
 __all__ = [
     "FEATURES",
@@ -15,4 +16,5 @@ __all__ = [
     "modified_entropy",
     "paper_metrics",
     "split_accuracies",
+    "weight_change",
 ]

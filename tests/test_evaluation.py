@@ -130,3 +130,25 @@ def test_the_capped_attack_sets_are_drawn_from_every_class_of_a_class_sorted_set
     monkeypatch.setattr(metrics, "SVC_MIA", lambda model, **sets: again.append(sets))
     metrics.mia_forget_efficacy(None, retain, forget, test, cap=100)
     assert torch.equal(again[0]["shadow_train"].indices, seen[0]["shadow_train"].indices)  # a fixed draw
+
+
+def test_weight_change_by_hand_counts_effective_weights_of_parameters_only():
+    import torch
+
+    import pruner
+    from evaluation import weight_change
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 2, bias=False), torch.nn.BatchNorm2d(1))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[[[1.0, -2.0], [3.0, -4.0]]]]))
+    pruner.apply_mask(model, {"0.weight_mask": torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])})  # -4 pruned: effective 0
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model[0].weight_orig.copy_(torch.tensor([[[[0.5, -2.5], [3.0, -9.0]]]]))  # 1 shrinks, -2 grows, 3 stays; -4 still masked
+        model[1].weight.fill_(0.25)  # batch norm's weight is a parameter too: 1 -> 0.25
+        model[1].running_mean.fill_(100.0)  # a buffer: not counted
+    change = weight_change(model, original)
+    # before: |1| + |-2| + |3| + 0 + bn weight 1 + bn bias 0 = 7; after: 0.5 + 2.5 + 3 + 0 + 0.25 + 0 = 6.25
+    assert change["l1_before"] == 7.0 and change["l1_after"] == 6.25 and change["l1_ratio"] == 6.25 / 7
+    assert change["weights"] == 4 and change["towards_zero"] == 2 / 4  # non-zero before: 1, -2, 3, bn weight; shrunk: 1 and bn weight

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from collections import defaultdict
 
 import pytest
 
@@ -173,3 +174,70 @@ def test_only_calibration_runs_is_one_line(tmp_path):
     fake(tmp_path / "cal", "wfisher", "dense", 9, 40.5, 79.0, 76.0, {"role": "calibration"}, calibration)
     result = run([SUMMARIZE, tmp_path])
     assert result.returncode == 2 and "only calibration runs" in result.stderr
+
+
+# ---------------------------------------------------------------- the matched comparison
+
+
+def test_minimum_detectable_difference_is_the_textbook_one():
+    from workflow.matched import minimum_detectable
+
+    # One-sample (paired) t, two-sided 0.05, 80% power: d = 0.996 at n = 10 (Cohen's tables; a simulation gives 0.800).
+    assert abs(minimum_detectable(1.0, 10, 0.05) - 0.996) < 0.001
+    assert abs(minimum_detectable(2.5, 10, 0.05) - 2.5 * 0.996) < 0.003  # scales with the spread
+    assert minimum_detectable(1.0, 5, 0.05 / 20) > minimum_detectable(1.0, 5, 0.05) > minimum_detectable(1.0, 10, 0.05)
+    assert minimum_detectable(1.0, 1, 0.05) is None
+
+
+def test_a_matched_study_is_summarised_with_holm_tost_and_both_floors(tmp_path):
+    from scipy import stats
+
+    grid = {"comparisons": {"models": ["dense", "95% sparse"], "methods": [["FT", "FT_prune"]]},
+            "matched": {"margin": 2.0, "power": 0.8}, "scenarios": {"class-wise": {}},
+            "methods": {"raw": {}, "retrain": {}, "FT": {"_calibrate": {}},
+                        "FT_prune": {"alpha": [1e-4, 1e-3], "_calibrate": {}}}}  # fmt: skip
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    # Per original model k: Retrain's RA, TA; FT's RA and TA gaps (sparse a little closer); l1-sparse far closer at 1e-3.
+    costs = {("dense", "FT", ""): (4.0, 0.5), ("95% sparse", "FT", ""): (3.0, 0.4),
+             ("dense", "FT_prune", "alpha=0.0001"): (4.1, 0.2), ("95% sparse", "FT_prune", "alpha=0.0001"): (3.2, 0.9),
+             ("dense", "FT_prune", "alpha=0.001"): (0.5, 0.1), ("95% sparse", "FT_prune", "alpha=0.001"): (0.4, 0.3)}  # fmt: skip
+    endpoint = defaultdict(dict)
+    for k in range(1, 6):
+        for model in ("dense", "95% sparse"):
+            for seed, wobble in ((1, 0.2), (2, -0.2)):
+                ra, ta = 98.0 + (k % 3) * 0.5 + wobble, 87.0 + wobble / 2
+                fake_run(tmp_path, "retrain", "", model, k, seed, 100.0, ra, ta)
+                for (m, method, setting), (mean, spread) in costs.items():
+                    if m == model:
+                        cost = mean + spread * ((k * 7 + len(setting)) % 5 - 2) / 2  # varies by original model, not by seed
+                        fake_run(tmp_path, method, setting, model, k, seed, 99.5, ra - cost, ta - cost)
+                        endpoint[model, method, setting][k] = cost  # both gaps are `cost`: so is their mean
+    result = run([SUMMARIZE, tmp_path])
+    assert result.returncode == 0, result.stderr
+    text = result.stdout[result.stdout.index("### Matched forgetting") :]
+    primary = text[: text.index("**secondary")]
+    assert "| class-wise | FT | dense | 99.50 | 100.00 | 0.50 | 5 |" in text  # matched UA beside the target
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in primary.splitlines() if " − " in line and line.startswith("| ")}
+    family = 3 * 1 + 2 * 2  # 3 calibrated method settings sparse − dense, 2 settings x 2 models against FT
+    assert len(rows) == family, rows
+    checked = [("FT: 95% sparse − dense", ("dense", "FT", ""), ("95% sparse", "FT", "")),
+               ("l1-sparse (alpha=0.001) − FT, dense", ("dense", "FT", ""), ("dense", "FT_prune", "alpha=0.001"))]  # fmt: skip
+    for label, first, second in checked:
+        diffs = [endpoint[second][k] - endpoint[first][k] for k in range(1, 6)]
+        assert rows[label][1] == f"{sum(diffs) / 5:+.2f} (n=5)"
+        lower = stats.ttest_1samp(diffs, -2.0, alternative="greater").pvalue
+        upper = stats.ttest_1samp(diffs, 2.0, alternative="less").pvalue
+        p_tost = max(lower, upper)
+        holm_tost = float(rows[label][4])
+        assert holm_tost >= min(1.0, p_tost) - 5e-4 and holm_tost <= min(1.0, family * p_tost) + 5e-4
+    assert rows["l1-sparse (alpha=0.001) − FT, dense"][-1].startswith("different: l1-sparse (alpha=0.001) closer")
+    assert "| same initialisation | class-wise | dense | 0.30 | 5 |" in primary  # seeds 1 and 2: RA 0.4 and TA 0.2 apart
+    # independent initialisations: same seed, other original models: RA apart by 0.5 or 1.0 (k mod 3), TA equal
+    independent = [abs((a % 3) - (b % 3)) * 0.5 / 2 for a in range(1, 6) for b in range(a + 1, 6)] * 2
+    assert f"| independent initialisations | class-wise | dense | {sum(independent) / len(independent):.2f} | 20 |" in primary
+
+
+def fake_run(root, method, setting, model, train_seed, seed, ua, ra, ta):
+    folder = root / model / f"k{train_seed}" / method / (setting or "-") / f"seed{seed}"
+    labels = {"setting": setting, "options": {}} if setting else {}
+    fake(folder, method, model, seed, ua, ra, ta, {"train_seed": train_seed, **labels})

@@ -35,6 +35,7 @@ from collections import defaultdict
 import paths
 from unlearn import METHODS
 from workflow import matched
+from workflow.sweep import settings as grid_settings
 
 METRICS = ("UA", "MIA-Efficacy", "RA", "TA")
 # Every method's row name, in the registry's order: the Original, the paper's six, the
@@ -460,9 +461,14 @@ def declared_comparisons(run_dir):
             with open(path) as f:
                 grid = json.load(f)
             declared = dict(grid.get("comparisons") or {})
-            if declared:  # the family is fixed by the grid, whatever has landed: its methods and scenarios too
-                declared.setdefault("grid_methods", list(grid.get("methods") or {}))
+            if declared:  # the family is fixed by the grid, whatever has landed: its methods, settings and scenarios too
+                methods = grid.get("methods") or {}
+                declared.setdefault("grid_methods", list(methods))
                 declared.setdefault("scenarios", list(grid.get("scenarios") or {}))
+                declared.setdefault("grid_settings", {m: [label for label, _ in grid_settings(o)] for m, o in methods.items()})
+                declared.setdefault("calibrated", [m for m, o in methods.items() if "_calibrate" in o])
+                if grid.get("matched"):
+                    declared["matched"] = grid["matched"]
             return declared
         except (OSError, ValueError, AttributeError):
             continue
@@ -492,14 +498,12 @@ def comparison_family(table, declared):
             present = {k[2] for k in table if k[0] == scenario}
             if not declared.get("methods") and not {first, second} <= present:
                 continue  # the default pair, for a grid that declares none: only where both methods ran
-            for model in models:
-                family.append(
-                    (
-                        f"{NAMES.get(second, second)} − {NAMES.get(first, first)}, {model}",
-                        (scenario, model, first, ""),
-                        (scenario, model, second, ""),
-                    )
-                )
+            for setting in (declared.get("grid_settings") or {}).get(second, [""]):  # each setting the grid gives it
+                for model in models:
+                    family.append(
+                        (f"{row_name(second, setting)} − {NAMES.get(first, first)}, {model}", (scenario, model, first, ""),
+                         (scenario, model, second, setting))
+                    )  # fmt: skip
     return family
 
 
@@ -727,6 +731,9 @@ def main():
     )
     if ulira:
         text += ulira_paired(ulira_dir, ulira)
+    declared = declared_comparisons(args.run_dir)
+    if several_models and declared.get("matched"):
+        text += matched.matched_comparison(rows, declared, NAMES)
     text += matched.calibration_section(calibrations, rows, NAMES)
     out = args.out or os.path.join(args.run_dir, "summary.md")
     stem = os.path.splitext(out)[0]

@@ -52,6 +52,7 @@ from utils import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where the entry scripts are
 MASK_SCRIPTS = ("main_imp.py", "main_synflow.py")
+STAGES = ("masks", "unlearn", "calibration", "calibrated")  # a task of a stage waits only for tasks of earlier ones
 
 
 # ---------------------------------------------------------------- the grid
@@ -168,8 +169,8 @@ def after(task):
 def expand(grid, out):
     """The grid's tasks: (mask tasks, unlearn tasks), each {"name", "cmd", "result", "after", "stage"}.
 
-    The unlearn tasks come in the order of their stages (unlearn, calibration, calibrated):
-    a task only waits for tasks before it.
+    The unlearn tasks come by original model (train seed), each in the order of the stages
+    (unlearn, calibration, calibrated): a task only waits for tasks before it.
 
     "train_seeds": [1, 2, ...] makes one original model per mask and train seed (its own
     dense training and pruning, --train_seed k, in masks/<mask>/train_seed<k>/), and every
@@ -234,7 +235,11 @@ def expand(grid, out):
                         calibrations.append(calibrating)
                         reuse = {"calibrated_from": calibrating["result"]}
                         calibrated += [unlearn_task(place, seed, reuse, after=[calibrating["name"]]) for seed in seeds]
-    return mask_tasks, fixed + calibrations + calibrated
+    # One original model after another (its fixed-setting runs, calibrations, measured runs), so that
+    # a sweep cut short leaves whole original models; a task still waits only for tasks before it.
+    tasks = fixed + calibrations + calibrated
+    tasks.sort(key=lambda t: (train_seeds.index(t["labels"].get("train_seed")), STAGES.index(t["stage"])))
+    return mask_tasks, tasks
 
 
 def of_place_of_target(of_place, place, spec):
@@ -544,9 +549,6 @@ def sbatch_options(text):
     if current:
         options.append(shlex.join(current))
     return options
-
-
-STAGES = ("masks", "unlearn", "calibration", "calibrated")  # a task of a stage waits only for tasks of earlier ones
 
 
 def submit_slurm(mask_tasks, unlearn_tasks, out, extra, dry_run):
