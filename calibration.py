@@ -216,6 +216,12 @@ def closest(steps, target):
     return best
 
 
+def weakest_within(steps, target, tolerance):
+    """The step of the smallest value whose metric is within `tolerance` of the target; else the closest."""
+    within = [step for step in steps if step["metric"] is not None and abs(step["metric"] - target) <= tolerance]
+    return min(within, key=lambda step: step["value"]) if within else closest(steps, target)
+
+
 def search(measure, low, high, target, metric="UA", tolerance=1.0, steps=8, known=None):
     """Bisect log(value) over [low, high] until `measure(value)` is within `tolerance` of `target`.
 
@@ -223,6 +229,9 @@ def search(measure, low, high, target, metric="UA", tolerance=1.0, steps=8, know
     (non-finite weights or outputs: too strong). `known` {value: metric} are steps already
     made (a resumed search): they are not measured again. The metric must move with the
     strength as METRIC_DIRECTION says. Unreachable when the range cannot reach the target.
+    A target within `tolerance` of the metric's end (UA 100) is met by every strength past a
+    threshold: the search then bisects towards that threshold with every step it may make,
+    and keeps the weakest step within tolerance (a stronger one only costs more).
     """
     sign, known = METRIC_DIRECTION[metric], dict(known or {})
     tried = []
@@ -238,6 +247,9 @@ def search(measure, low, high, target, metric="UA", tolerance=1.0, steps=8, know
     def within(value):
         return value is not None and abs(value - target) <= tolerance
 
+    # A target at the metric's end (UA 100: Retrain's class-wise forgetting) is reached by every strength
+    # past some point: there the search looks for the weakest that reaches it, and uses all its steps.
+    saturated = target >= 100 - tolerance if sign > 0 else target <= tolerance
     more, less = ("above", "below") if sign > 0 else ("below", "above")
     at_low = at(low)
     if at_low is None:
@@ -253,14 +265,14 @@ def search(measure, low, high, target, metric="UA", tolerance=1.0, steps=8, know
                 f"--calibrate_range: even the high end {high:g} gives {metric} {at_high:.2f}, {less} the target {target:.2f}; raise HIGH"
             )
         lo, hi, value = low, high, at_high
-        while not within(value) and len(tried) < steps:
+        while (saturated or not within(value)) and len(tried) < steps:
             middle = math.sqrt(lo * hi)
             value = at(middle)
-            if excess(value) > 0:
+            if excess(value) > 0 or (saturated and within(value)):
                 hi = middle
             else:
                 lo = middle
-    best = closest(tried, target)
+    best = weakest_within(tried, target, tolerance) if saturated else closest(tried, target)
     flags = []
     if best["value"] in (low, high):
         flags.append(AT_RANGE_END)

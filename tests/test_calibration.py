@@ -48,6 +48,21 @@ def test_the_search_tries_both_ends_then_bisects_the_bracket_in_log_space():
     assert len(found.steps) < 12
 
 
+def test_a_target_at_the_metrics_end_gets_the_weakest_strength_that_reaches_it():
+    # Class-wise Retrain forgets the whole class: UA 100, which every strength past a threshold reaches
+    # (here UA is 100 from 0.01 on). The high end already meets it; the search goes on towards the threshold.
+    measure = Counting(lambda value: 100.0 if value >= 0.01 else 50.0 * value / 0.01)
+    found = search(measure, 1e-4, 1.0, target=100.0, tolerance=1.0, steps=8)
+    assert len(found.steps) == 8 and found.flags == []  # every step used, though step 2 was within tolerance
+    reached = [step["value"] for step in found.steps if step["metric"] >= 99.0]
+    assert found.chosen == min(reached) and 0.01 <= found.chosen < 0.01 * (1e4 ** (1 / 2**6)) * 1.0001  # within one bracket
+    for step in found.steps[2:]:  # each middle: reached -> go weaker, not reached -> go stronger
+        earlier = [s["value"] for s in found.steps[: found.steps.index(step)]]
+        assert any(v > step["value"] for v in earlier) and any(v < step["value"] for v in earlier)
+    # an inside target still stops at its first step within tolerance
+    assert len(search(Counting(ua_curve()), 1e-4, 1.0, target=40.0, tolerance=0.5, steps=12).steps) < 12
+
+
 def test_a_falling_metric_is_bisected_the_other_way():
     ra = lambda value: 100.0 - ua_curve()(value)  # noqa: E731
     found = search(ra, 1e-4, 1.0, target=70.0, metric="RA", tolerance=0.5, steps=12)
