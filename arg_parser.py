@@ -7,10 +7,12 @@ commands run verbatim) and say so in their help.
 """
 
 import argparse
+import os
 
 import calibration
 from checkpoints import DEFAULT_CHECKPOINT_EVERY_S
 from dataset import DATASETS
+from errors import UserError
 from models import IMAGENET_STEM_ARCHS, model_dict
 from unlearn import METHODS, method_options
 from unlearn.fisher import ORIGINAL_ALPHA
@@ -256,8 +258,6 @@ def given_options(argv=None):
 
 def check_data_args(args):
     """The size caps, when given, keep at least one image per class."""
-    from utils import UserError
-
     for option in ("train_per_class", "test_per_class"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -267,8 +267,6 @@ def check_data_args(args):
 def check_checkpoint_args(args):
     import math
 
-    from utils import UserError
-
     if not math.isfinite(args.checkpoint_every_s) or args.checkpoint_every_s < 0:
         raise UserError(f"--checkpoint_every_s {args.checkpoint_every_s}: must be 0 (every epoch) or a number of seconds")
 
@@ -277,7 +275,6 @@ def check_training_args(args):
     """Check the options every training script uses; UserError names the option and the fix."""
     from models import IMAGENET_STEM_ARCHS
     from trainer import parse_milestones
-    from utils import UserError
 
     if not args.save_dir:
         raise UserError("--save_dir is required: the folder for checkpoints and results")
@@ -305,8 +302,6 @@ def check_unlearn_args(args):
     """Check the unlearning options (forget set, method strength, every method option its record checks)."""
     import math
 
-    from utils import UserError
-
     check_checkpoint_args(args)
     if args.unlearn_lr <= 0:
         raise UserError(f"--unlearn_lr {args.unlearn_lr}: must be positive")
@@ -327,3 +322,17 @@ def check_unlearn_args(args):
         problem = option.check(getattr(args, option.name)) if option.check else None
         if problem:
             raise UserError(problem)
+
+
+def check_imp_args(args):
+    """main_imp.py / main_synflow.py (and retrain_pipeline's pruning run): the training options and the pruning schedule."""
+    check_training_args(args)
+    if args.pruning_times < 1:
+        raise UserError(f"--pruning_times {args.pruning_times}: must be at least 1 (state 0 is the dense model)")
+    if args.prune_type == "rewind_lt" and args.pruning_times > 1 and not 1 <= args.rewind_epoch <= args.epochs:
+        raise UserError(
+            f"--prune_type rewind_lt --rewind_epoch {args.rewind_epoch}: the rewind point must be an epoch in 1..{args.epochs} "
+            "of state 0 (use --prune_type lt to rewind to the initialisation)"
+        )
+    if args.resume and args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise UserError(f"--checkpoint {args.checkpoint}: file not found")

@@ -13,6 +13,7 @@ import torch
 import pruner
 from checkpoints import atomic_torch_save, load_checkpoint, state_dict_of
 from dataset import ImageSet, TensorLoader, add_trigger, load_dataset, select_forget_set, trigger_value
+from errors import UserError
 from paths import PRUNING_RUN_OUTPUTS, unlearning_outputs
 from pruning_run import resume_if_asked, run_states, setup_run
 from trainer import build_model, evaluate
@@ -27,7 +28,7 @@ from unlearning_run import (
     unlearn_model,
     write_results,
 )
-from utils import UserError, open_save_dir, setup_seed
+from utils import open_save_dir, setup_seed
 
 log = logging.getLogger("unlearn_sparse")
 

@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from utils import UserError
+from errors import UserError
 
 OPTIONS = ("unlearn_lr", "alpha")  # the strength options a calibration may set
 # How each metric moves as the strength grows: UA rises, RA and TA fall.

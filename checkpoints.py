@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import distributed
-from utils import Preempted, UserError
+from errors import Preempted, UserError
 
 
 def _current_umask():

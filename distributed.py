@@ -27,8 +27,17 @@ import weakref
 import torch
 import torch.distributed as dist
 
+from errors import UserError
+
 log = logging.getLogger("unlearn_sparse")
 COLLECTIVE_TIMEOUT_S = 2 * 3600
+
+
+def rank_share(count, rank, world):
+    """(start, stop): rank's contiguous share of `count` items split as evenly as possible over `world` ranks."""
+    base, extra = divmod(count, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
 
 
 def launched():
@@ -99,8 +108,6 @@ def from_rank_0(compute):
     as listing ImageNet's 1.28 million files on a shared file system from every process."""
     if not active():
         return compute()
-    from utils import UserError
-
     message, failure = [None], None
     if is_main():
         try:
@@ -145,8 +152,6 @@ def share_of_global_batch(count, device, total=None):
     """
     if not active():
         return 0, count, count
-    from dataset import rank_share
-
     if total is None:
         total = int(all_reduce_sum_(torch.tensor(count, device=device)))
     start, stop = rank_share(total, rank(), world_size())
@@ -203,8 +208,6 @@ def batch_block(loader):
     """
     if not shares_batches(loader):
         return loader
-    from dataset import rank_share
-
     start, stop = rank_share(len(loader), rank(), world_size())
     return loader.batch_block(start, stop)
 

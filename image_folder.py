@@ -1,6 +1,6 @@
 """ImageNet (or any ImageFolder tree) streamed from disk: the data path that does not fit in memory.
 
-The small datasets are held as uint8 tensors (`dataset.ImageSet`, `dataset.TensorLoader`).
+The small datasets are held as uint8 tensors (`loaders.ImageSet`, `loaders.TensorLoader`).
 ImageNet is read where it lies, `<data>/train/<wnid>/*.JPEG` and `<data>/val/<wnid>/*.JPEG`
 (the validation images sorted into class folders, as `valprep.sh` leaves them), and each
 batch is decoded in `--num_workers` worker processes. A `FolderSet` is the list of files and
@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 import distributed
-from dataset import TensorLoader, rank_share
-from utils import UserError
+from distributed import rank_share
+from errors import UserError
+from loaders import TensorLoader
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -31,7 +31,8 @@ import os
 import arg_parser
 from backdoor_run import cleanse
 from dataset import DATASET_SHAPES
-from utils import UserError, run_cli, setup_logging
+from errors import UserError
+from utils import run_cli, setup_logging
 
 PRUNE_CHOICES = ("omp", "synflow")
 

@@ -24,8 +24,8 @@ import calibration
 import distributed
 import unlearn
 import unlearning_run
-from pruning_run import check_imp_args
-from utils import UserError, run_cli, setup_logging
+from errors import UserError
+from utils import run_cli, setup_logging
 
 
 def check_forget_args(args):
@@ -52,7 +52,7 @@ def check_forget_args(args):
     if args.calibrate and distributed.launched():
         raise UserError("--calibrate runs its search in one process: run it without torchrun, then pass its result to --calibrated_from")
     if not unlearn.METHODS[args.unlearn].keeps_mask:  # Retrain (pipeline) is a pruning run: its options, checked first
-        check_imp_args(args)
+        arg_parser.check_imp_args(args)
 
 
 def main():

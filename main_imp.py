@@ -17,14 +17,14 @@ On the bundled digits data (a few minutes on 2 CPU cores):
 
 import arg_parser
 from paths import PRUNING_RUN_OUTPUTS
-from pruning_run import check_imp_args, resume_if_asked, run_states, setup_run
+from pruning_run import resume_if_asked, run_states, setup_run
 from utils import open_save_dir, run_cli, setup_logging
 
 
 def main():
     args = arg_parser.parse_args()
     setup_logging()
-    check_imp_args(args)
+    arg_parser.check_imp_args(args)
     run, _ = setup_run(args)
     resume_if_asked(run, args)
     open_save_dir(args.save_dir, PRUNING_RUN_OUTPUTS, resume=args.resume)

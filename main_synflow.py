@@ -20,9 +20,10 @@ import logging
 
 import arg_parser
 import pruner
+from errors import UserError
 from paths import PRUNING_RUN_OUTPUTS
-from pruning_run import check_imp_args, resume_if_asked, run_states, setup_run
-from utils import UserError, open_save_dir, run_cli, setup_logging
+from pruning_run import resume_if_asked, run_states, setup_run
+from utils import open_save_dir, run_cli, setup_logging
 
 log = logging.getLogger("unlearn_sparse")
 
@@ -33,7 +34,7 @@ def main():
     if args.synflow_rounds < 1:
         raise UserError(f"--synflow_rounds {args.synflow_rounds}: must be at least 1")
     args.pruning_times = 1  # one sparse state; no rewinding
-    check_imp_args(args)
+    arg_parser.check_imp_args(args)
     run, splits = setup_run(args)
     resumed = resume_if_asked(run, args)
     open_save_dir(args.save_dir, PRUNING_RUN_OUTPUTS, resume=args.resume)

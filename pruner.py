@@ -19,7 +19,7 @@ import torch
 import torch.nn.utils.prune as prune
 from torch import nn
 
-from utils import UserError
+from errors import UserError
 
 log = logging.getLogger("unlearn_sparse")
 

@@ -11,29 +11,16 @@ import json
 import logging
 import os
 
-import arg_parser
 import pruner
 from checkpoints import CheckpointSchedule, atomic_save_json, atomic_torch_save, load_checkpoint, state_dict_of
 from dataset import load_dataset, make_loader
+from errors import UserError
 from paths import best_checkpoint_path, checkpoint_path, imp_summary_path, rewind_weight_path, training_curve_path
 from trainer import build_model, evaluate, make_optimizer, make_scheduler, parse_milestones, plot_training_curve, train_epoch
-from utils import UserError, get_device, rng_state, set_rng_state, setup_seed
+from utils import get_device, rng_state, set_rng_state, setup_seed
 
 log = logging.getLogger("unlearn_sparse")
 PLOT_EVERY = 10  # epochs between training-curve updates (always at the end of a state)
-
-
-def check_imp_args(args):
-    arg_parser.check_training_args(args)
-    if args.pruning_times < 1:
-        raise UserError(f"--pruning_times {args.pruning_times}: must be at least 1 (state 0 is the dense model)")
-    if args.prune_type == "rewind_lt" and args.pruning_times > 1 and not 1 <= args.rewind_epoch <= args.epochs:
-        raise UserError(
-            f"--prune_type rewind_lt --rewind_epoch {args.rewind_epoch}: the rewind point must be an epoch in 1..{args.epochs} "
-            "of state 0 (use --prune_type lt to rewind to the initialisation)"
-        )
-    if args.resume and args.checkpoint and not os.path.isfile(args.checkpoint):
-        raise UserError(f"--checkpoint {args.checkpoint}: file not found")
 
 
 def latest_checkpoint(save_dir, pruning_times):

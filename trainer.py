@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import distributed
-from utils import UserError, device_synchronize
+from errors import UserError
+from utils import device_synchronize
 
 log = logging.getLogger("unlearn_sparse")
 

@@ -22,11 +22,12 @@ import pruner
 import unlearn
 from checkpoints import atomic_save_json, atomic_save_npy, atomic_torch_save, load_checkpoint, state_dict_of
 from dataset import load_dataset, make_loader, select_forget_set, unlearning_positions
+from errors import UserError
 from paths import eval_json_path, eval_result_path, forget_indexes_path, unlearn_checkpoint_path, unlearning_outputs
 from trainer import NonFiniteOutputs, build_model, evaluate
 from unlearn.loop import NonFiniteWeights, check_finite, epoch_checkpoints
 from unlearn.SalUn import load_saliency_mask
-from utils import UserError, device_synchronize, get_device, open_save_dir, setup_seed, versions
+from utils import device_synchronize, get_device, open_save_dir, setup_seed, versions
 
 log = logging.getLogger("unlearn_sparse")
 

@@ -17,16 +17,9 @@ import torch
 
 import distributed
 import paths
+from errors import Preempted, UserError
 
 log = logging.getLogger("unlearn_sparse")
-
-
-class UserError(Exception):
-    """Bad input: the message says what is wrong and how to fix it (exit code 2)."""
-
-
-class Preempted(Exception):
-    """SIGTERM arrived (Slurm sends it before killing or re-queueing a job)."""
 
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a job killed by it

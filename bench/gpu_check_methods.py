@@ -24,7 +24,8 @@ import arg_parser  # noqa: E402
 import main_forget  # noqa: E402
 import unlearn  # noqa: E402
 import unlearning_run  # noqa: E402
-from utils import UserError, setup_logging  # noqa: E402
+from errors import UserError
+from utils import setup_logging  # noqa: E402
 
 # Read by the methods that use them, ignored by the others: two epochs (FT_prune_bi prunes
 # every second one), a learning rate no method diverges at, Retrain (pipeline)'s two states.

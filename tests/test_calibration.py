@@ -13,7 +13,7 @@ import torch
 import calibration
 import unlearn
 from calibration import AT_RANGE_END, NOT_WITHIN_TOLERANCE, Unreachable, search
-from utils import UserError
+from errors import UserError
 
 
 def ua_curve(midpoint=1e-2, steepness=2.0):

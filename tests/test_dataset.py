@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dataset import Augment, TensorLoader, load_dataset, parse_indexes, select_forget_set, unlearning_positions
+from errors import UserError
 from tests.conftest import run_script
-from utils import UserError
 
 
 def test_digits_loads_without_network(digits, monkeypatch):

@@ -6,7 +6,8 @@ import torch
 
 import distributed
 import utils
-from utils import UserError, pick_device
+from errors import UserError
+from utils import pick_device
 
 
 def cuda(index):

@@ -196,7 +196,7 @@ def test_sync_bn_is_refused_on_the_cpu_under_torchrun_and_ignored_outside_it(mon
 
     import distributed
     import trainer
-    from utils import UserError
+    from errors import UserError
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     args = argparse.Namespace(sync_bn=True)

@@ -11,8 +11,8 @@ import torch
 
 import dataset
 from dataset import FASHION_MNIST_FILES, load_dataset
+from errors import UserError
 from tests.conftest import run_script
-from utils import UserError
 
 SYSTEM_FILES = os.path.join(dataset.FASHION_MNIST_SYSTEM_DIR, "train-images-idx3-ubyte.gz")
 

@@ -10,8 +10,8 @@ from conftest import run_script
 
 from checkpoints import load_checkpoint
 from dataset import load_dataset, make_loader, with_batch_size
+from errors import UserError
 from image_folder import StreamLoader, eval_transform
-from utils import UserError
 
 CLASSES = ("n01440764", "n01443537", "n01484850")
 

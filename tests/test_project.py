@@ -78,3 +78,56 @@ def test_every_top_level_module_is_installed():
         listed = set(tomllib.load(f)["tool"]["setuptools"]["py-modules"])
     present = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "*.py"))}
     assert listed == present
+
+
+def project_imports():
+    """{module: {project modules it imports, at the top or inside a function}} for every module outside tests/ and bench/."""
+    import ast
+    import glob
+
+    files = [p for p in glob.glob(os.path.join(ROOT, "**", "*.py"), recursive=True)
+             if not os.path.relpath(p, ROOT).startswith(("tests", "bench", ".venv", "runs", "scripts"))]  # fmt: skip
+    name_of = {}
+    for path in files:
+        parts = os.path.relpath(path, ROOT)[:-3].split(os.sep)
+        name_of[path] = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    modules = set(name_of.values())
+    graph = {}
+    for path, module in name_of.items():
+        package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.Import):
+                edges |= {alias.name for alias in node.names if alias.name in modules}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from .method import ..., from . import x
+                    base = ".".join(filter(None, [package.rsplit(".", node.level - 1)[0] if node.level > 1 else package, base]))
+                for alias in node.names:
+                    target = f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                    if target in modules and target != module:
+                        edges.add(target)
+        graph[module] = edges
+    return graph
+
+
+def test_no_module_imports_itself_round_a_circle():
+    """The house has no import circles (docs/code_layout.md): lazy imports inside functions count too."""
+    graph = project_imports()
+    assert {"dataset", "loaders", "errors", "distributed", "unlearn", "unlearn.retrain_pipeline"} <= set(graph)
+    assert graph["errors"] == set()  # the leaf every layer reports bad input through
+    state, circles = {}, []
+
+    def visit(module, path):
+        state[module] = "open"
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == "open":
+                circles.append(path[path.index(target) :] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert circles == []

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import pruner
+from errors import UserError
 from models import model_dict
-from utils import UserError
 
 
 def conv_zero_positions(model):

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 import distributed
 from checkpoints import atomic_torch_save, load_checkpoint
 from dataset import in_order
+from errors import UserError
 from paths import saliency_mask_path
-from utils import UserError
 
 from .method import Method, Option
 from .RL import random_label_training

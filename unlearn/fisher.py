@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 import distributed
 from dataset import in_order
-from utils import UserError, device_synchronize
+from errors import UserError
+from utils import device_synchronize
 
 from .method import Method, Option
 from .wfisher import IU_CHUNK_SIZE, MEMORY_SHARE, free_memory_bytes, retain_gradient_stream

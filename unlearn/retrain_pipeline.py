@@ -17,14 +17,12 @@ import tempfile
 import pruner
 from checkpoints import load_checkpoint, state_dict_of
 from paths import best_checkpoint_path, method_run_dir
+from pruning_run import ImpRun, resume_if_asked, run_states
 
 from .method import Method
 
 
 def retrain_pipeline(data_loaders, model, criterion, args):
-    # The pruning run is a library module that imports the option parser, which imports this package: import it here.
-    from pruning_run import ImpRun, resume_if_asked, run_states
-
     unmask(model)  # the pipeline starts dense and prunes anew
     with tempfile.TemporaryDirectory() as scratch:  # a call from code may give no --save_dir
         run_args = copy.copy(args)

@@ -48,7 +48,7 @@ import calibration
 import distributed
 import paths
 from checkpoints import atomic_save_json
-from utils import UserError
+from errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where the entry scripts are
 MASK_SCRIPTS = ("main_imp.py", "main_synflow.py")

@@ -38,8 +38,9 @@ import arg_parser
 import distributed
 import paths
 from checkpoints import atomic_path, atomic_save_json
+from errors import UserError
 from evaluation.ulira import MIN_MODELS, MIN_OBSERVATIONS
-from utils import UserError, run_cli
+from utils import run_cli
 from workflow.summarize import METRICS, NAMES, held_out_attack_accuracy, ulira_paired
 from workflow.sweep import ROOT, load_grid, options_list
 
