@@ -33,10 +33,11 @@ FAST = {
     "SCRUB": ["--unlearn_epochs", "1"],
     "boundary_shrink": ["--unlearn_epochs", "1", "--unlearn_lr", "0.001"],
     "boundary_expanding": ["--unlearn_epochs", "1", "--unlearn_lr", "0.001"],
+    "NegGrad_plus": ["--unlearn_epochs", "1"],
 }
 RESULT_KEYS = {
     "UA", "RA", "TA", "MIA-Efficacy", "RTE", "accuracy", "SVC_MIA_forget_efficacy", "SVC_MIA_training_privacy",
-    "sparsity", "forget_set_size", "args", "versions", "unlearn_seconds",
+    "sparsity", "forget_set_size", "args", "versions", "unlearn_seconds", "weights",
 }  # fmt: skip
 
 

@@ -284,3 +284,66 @@ def test_boundary_expanding_trains_the_forget_set_into_the_new_class_and_drops_i
     }
     for why, other in wrong.items():
         assert differs(other, expected), f"boundary expanding with {why} would pass unnoticed"
+
+
+# ---------------------------------------------------------------- NegGrad+
+
+
+def neggrad_by_hand(model, data, args, *, retain_batch=8, forget_sign=-1.0, swap=False, forget_batch=None, one_forward=False):
+    """SCRUB's train_negrad: zip(retain batches, cycle(forget batches)), loss beta * CE_r - (1 - beta) * CE_f, plain SGD, train mode."""
+    import itertools
+
+    retain = batches(data, RETAIN, retain_batch)
+    forget = batches(data, FORGET, forget_batch or args.neggrad_forget_batch_size)
+    beta = 1 - args.neggrad_beta if swap else args.neggrad_beta
+
+    def step(x, y, fx, fy):
+        def loss(m):
+            if one_forward:  # both batches through batch norm together
+                logits = m(torch.cat([x, fx]))
+                out, forget_out = logits[: len(x)], logits[len(x) :]
+            else:
+                out, forget_out = m(x), m(fx)
+            return beta * F.cross_entropy(out, y) + forget_sign * (1 - beta) * F.cross_entropy(forget_out, fy)
+
+        return loss
+
+    steps = [step(x, y, fx, fy) for _ in range(args.unlearn_epochs) for (x, y), (fx, fy) in zip(retain, itertools.cycle(forget))]
+    return sgd_replay(clone_model(model), steps, args).state_dict()
+
+
+def test_neggrad_plus_is_its_sources_loop_paired_batches_and_signs():
+    data = tiny_data(N)
+    # 30 retain images in batches of 8 (4 batches) paired with 10 forget images in batches of 3 (4 batches);
+    # beta far from 1, so that the forget term shows.
+    args = args_for("NegGrad_plus", "--unlearn_epochs", "2", "--unlearn_lr", "0.05", "--neggrad_beta", "0.6",
+                    "--neggrad_forget_batch_size", "3")  # fmt: skip
+    model = pruned_tiny_net(seed=7)
+    expected = neggrad_by_hand(model, data, args)
+    got = run_method("NegGrad_plus", loaders(data, batch_size=8), args, clone_model(model)).state_dict()
+    assert_same(got, expected)
+    wrong = {
+        "the forget term's sign flipped": neggrad_by_hand(model, data, args, forget_sign=+1.0),
+        "beta and 1 - beta swapped": neggrad_by_hand(model, data, args, swap=True),
+        "the forget set in batches of --batch_size": neggrad_by_hand(model, data, args, forget_batch=8),
+        "one forward pass over both batches": neggrad_by_hand(model, data, args, one_forward=True),
+    }
+    for why, other in wrong.items():
+        assert differs(other, expected), f"NegGrad+ with {why} would pass unnoticed"
+
+
+def test_neggrad_plus_cycles_a_small_forget_set_as_often_as_the_retain_set_needs():
+    data = tiny_data(N)  # one forget batch of 10, paired with each of the 4 retain batches
+    args = args_for(
+        "NegGrad_plus", "--unlearn_epochs", "1", "--unlearn_lr", "0.05", "--neggrad_beta", "0.5", "--neggrad_forget_batch_size", "10"
+    )  # fmt: skip  (one forget batch, reused for each of 4 retain batches)
+    model = pruned_tiny_net(seed=3)
+    got = run_method("NegGrad_plus", loaders(data, batch_size=8), args, clone_model(model)).state_dict()
+    assert_same(got, neggrad_by_hand(model, data, args))
+
+
+def test_neggrad_plus_defaults_are_what_scrubs_cifar10_run_used():
+    args = arg_parser.parse_args(["--unlearn", "NegGrad_plus"])
+    # MIA_experiments.ipynb cell 22 (ng_alpha, ng_epochs, ng_lr, forget_bs) and cell 16 (plain SGD, no weight decay)
+    assert (args.neggrad_beta, args.unlearn_epochs, args.unlearn_lr, args.neggrad_forget_batch_size) == (0.9999, 5, 0.01, 16)
+    assert (args.momentum, args.weight_decay) == (0.0, 0.0)

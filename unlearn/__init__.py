@@ -21,6 +21,7 @@ from . import (
     SCRUB,
     FT_prune,
     FT_prune_bi,
+    NegGrad_plus,
     SalUn,
     boundary_expanding,
     boundary_shrink,
@@ -58,6 +59,7 @@ METHODS = {
         SCRUB.METHOD,
         boundary_shrink.METHOD,
         boundary_expanding.METHOD,
+        NegGrad_plus.METHOD,
     )
 }
 # name -> function, the original's registry
