@@ -70,7 +70,7 @@ def test_dry_run_of_the_cifar10_grid_prints_the_readme_commands(tmp_path):
     assert not (tmp_path / "cifar").exists(), "--dry-run wrote files"
     printed = [shlex.split(line) for line in result.stdout.splitlines() if not line.startswith("#")]
     forget = [literal_options(cmd[2:]) for cmd in printed if cmd[1].endswith("main_forget.py")]
-    assert len(forget) == 2 * 2 * 12 * 10  # models x scenarios x methods (the Original, the six, the five later ones) x seeds
+    assert len(forget) == 2 * 2 * 13 * 10  # models x scenarios x methods (the Original, the six, the six later ones) x seeds
     checked = 0
     for words in readme_commands("main_forget.py"):
         expected = literal_options(words)
@@ -80,9 +80,9 @@ def test_dry_run_of_the_cifar10_grid_prints_the_readme_commands(tmp_path):
         for option, value in expected.items():
             assert all(o.get(option) == value for o in ours), (method, option, value, ours[0].get(option))
         checked += 1
-    assert checked == 11
+    assert checked == 12
     random_forgetting = [o for o in forget if o["--class_to_replace"] == "-1"]
-    assert len(random_forgetting) == 240 and all(o["--num_indexes_to_replace"] == "4500" for o in random_forgetting)
+    assert len(random_forgetting) == 260 and all(o["--num_indexes_to_replace"] == "4500" for o in random_forgetting)
     imp = [literal_options(cmd[2:]) for cmd in printed if cmd[1].endswith("main_imp.py")]
     omp_readme = literal_options(readme_commands("main_imp.py")[0])
     assert len(imp) == 1 and all(imp[0].get(k) == v for k, v in omp_readme.items() if k != "--data"), (imp, omp_readme)
@@ -236,7 +236,9 @@ def test_summarize_marks_mia_efficacy_where_the_attack_is_near_chance(tmp_path):
     assert rows["FT"].endswith("| 72.00±2.83 |")
     assert "† The shadow attack behind MIA-Efficacy" in result.stdout
     csv_rows = (tmp_path / "summary.csv").read_text().splitlines()
-    assert csv_rows[0].endswith("mia_attack_acc_mean,mia_attack_acc_std") and csv_rows[1].endswith(",53.0,0.0")
+    assert csv_rows[0].endswith("mia_attack_acc_mean,mia_attack_acc_std,tow_mean,tow_ci95") and csv_rows[1].endswith(",53.0,0.0,1.0,")
+    # ToW: per FT run (1 - 80/100) * (1 - 0) * (1 - 0) against Retrain; two equal runs, no spread
+    assert rows["FT"].split(" | ")[7] == "0.200±0.000"
 
 
 def test_summarize_names_missing_and_corrupt_files_and_summarises_the_rest(tmp_path):

@@ -156,7 +156,32 @@ def aggregate(rows):
         reference = retrain_of(table, scenario, model) if method not in NO_GAP else None
         entry["gap"] = {m: abs(entry[m][0] - reference[m][0]) for m in METRICS} if reference else None
         entry["avg_gap"] = sum(entry["gap"].values()) / len(METRICS) if reference else None
+    for key, members in groups.items():
+        table[key]["tow"] = tug_of_war(members, rows) if key[2] not in NO_GAP else None
     return table
+
+
+def tug_of_war(members, rows):
+    """(mean, 95% t half-width or None, n) of ToW over the runs (kairanzhao/RUM, `surgical_plugins/analysis.py`):
+    per run (1 - |UA gap| / 100) * (1 - |RA gap| / 100) * (1 - |TA gap| / 100), each gap to the mean of the Retrain
+    runs of the same scenario, model and original model (the forget accuracy's gap is UA's); None without Retrain runs."""
+    from scipy import stats
+
+    values = []
+    for run in members:
+        retrains = [r for r in rows if r["method"] == "retrain" and not r["setting"] and
+                    (r["scenario"], r["model"], r.get("train_seed")) == (run["scenario"], run["model"], run.get("train_seed"))]  # fmt: skip
+        if not retrains:
+            return None
+        tow = 1.0
+        for m in ("UA", "RA", "TA"):
+            tow *= 1 - abs(run[m] - sum(r[m] for r in retrains) / len(retrains)) / 100
+        values.append(tow)
+    mean, n = sum(values) / len(values), len(values)
+    if n < 2:
+        return mean, None, n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n), n
 
 
 def retrain_of(table, scenario, model):
@@ -321,7 +346,8 @@ def markdown(table, notes=(), ulira=None, pooled_models=False, best_by="mean"):
     ulira = ulira or {}
     for scenario in sorted({k[0] for k in table}):
         lines += [f"### {scenario} forgetting", ""]
-        header = ["method", "model", *METRICS, "Avg. Gap", "RTE (min)", "runs", "MIA attack acc.", *(["U-LiRA acc."] if ulira else [])]
+        header = ["method", "model", *METRICS, "Avg. Gap", "ToW", "RTE (min)", "runs", "MIA attack acc."]
+        header += ["U-LiRA acc."] if ulira else []
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for (sc, model, method, setting), e in ordered(table):
             if sc != scenario:
@@ -333,6 +359,9 @@ def markdown(table, notes=(), ulira=None, pooled_models=False, best_by="mean"):
                 mark = CHANCE_MARK if m == "MIA-Efficacy" and near_chance(e) else ""
                 cells.append(f"{mean:.2f}±{std:.2f}{gap}{mark}")
             cells.append(f"{e['avg_gap']:.2f}" if e["avg_gap"] is not None else "—" if method in NO_GAP else "n/a")
+            tow = e.get("tow")
+            spread = "" if tow is None or tow[1] is None else f"±{tow[1]:.3f}"
+            cells.append("—" if method in NO_GAP else "n/a" if tow is None else f"{tow[0]:.3f}{spread}")
             cells.append(f"{e['RTE'][0]:.2f}±{e['RTE'][1]:.2f}")
             cells.append(str(e["n"]))
             cells.append(f"{e['attack'][0]:.2f}±{e['attack'][1]:.2f}" if e.get("attack") else "n/a")
@@ -348,6 +377,8 @@ def markdown(table, notes=(), ulira=None, pooled_models=False, best_by="mean"):
         else "Mean ± std over seeds"
     )
     note += "; in brackets the gap to Retrain of the same model and scenario (lower is better)."
+    note += (" ToW (tug of war, as RUM computes it): per run the product of 1 − |gap| / 100 of UA, RA and TA to the mean of "
+             "the same original model's Retrain runs (1 is Retrain), mean ± 95% t half-width over the runs.")  # fmt: skip
     if any(key[2] in NO_GAP for key in table):
         note += " Original: the model before unlearning (no gap: it is where every method starts)."
     lines.append(note)
@@ -633,14 +664,16 @@ def write_csv(table, path):
         writer = csv.writer(f)
         stats = [f"{m}_{s}" for m in (*METRICS, "RTE") for s in ("mean", "std")]
         header = ["scenario", "method", "setting", "model", "sparsity", "runs", *stats, *(f"{m}_gap" for m in METRICS), "avg_gap",
-                  "mia_attack_acc_mean", "mia_attack_acc_std"]  # fmt: skip
+                  "mia_attack_acc_mean", "mia_attack_acc_std", "tow_mean", "tow_ci95"]  # fmt: skip
         writer.writerow(header)
         for (scenario, model, method, setting), e in ordered(table):
             gaps = [e["gap"][m] if e["gap"] else "" for m in METRICS]
             values = [v for m in (*METRICS, "RTE") for v in e[m]]
             avg_gap = "" if e["avg_gap"] is None else e["avg_gap"]
             attack = list(e["attack"]) if e.get("attack") else ["", ""]
-            writer.writerow([scenario, NAMES.get(method, method), setting, model, e["sparsity"], e["n"], *values, *gaps, avg_gap, *attack])
+            tow = [e["tow"][0], "" if e["tow"][1] is None else e["tow"][1]] if e.get("tow") else ["", ""]
+            labels = [scenario, NAMES.get(method, method), setting, model, e["sparsity"], e["n"]]
+            writer.writerow([*labels, *values, *gaps, avg_gap, *attack, *tow])
 
 
 def plot(table, path):
