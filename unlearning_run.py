@@ -264,7 +264,7 @@ def step_runner(record, pristine, fresh_loaders, args, device):
         setup_seed(args.seed)
         device_synchronize(device)
         start = time.perf_counter()
-        apply = record.direction(fresh_loaders(), copy.deepcopy(pristine), args)
+        apply = record.direction(fresh_loaders(), pruner.clone_model(pristine), args)
         device_synchronize(device)
         direction_seconds = time.perf_counter() - start
         log.info("%s: direction computed once in %.1f s", record.name, direction_seconds)
@@ -277,7 +277,7 @@ def step_runner(record, pristine, fresh_loaders, args, device):
     def run(value):
         step_args = copy.copy(args)
         setattr(step_args, option, value)
-        model = copy.deepcopy(pristine)
+        model = pruner.clone_model(pristine)  # a pruned model cannot be deep-copied after a forward pass
         seconds = timed_unlearning(method, fresh_loaders(), model, step_args, device)
         return model, direction_seconds + seconds, step_args
 

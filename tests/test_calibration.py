@@ -335,3 +335,22 @@ def test_a_range_that_cannot_reach_the_target_and_a_model_that_overflows_each_ge
     assert broken.returncode == 2 and [line for line in lines if line.startswith("error:")] == lines[-1:], broken.stderr
     assert f"wfisher with --alpha {float(OVERFLOWING_ALPHA):g} gives non-finite outputs" in lines[-1] and "smaller --alpha" in lines[-1]
     assert (tmp_path / "broken" / "wfishercheckpoint.pth.tar").exists() and not (tmp_path / "broken" / "wfishereval_result.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, option, extra", [("GA", "unlearn_lr", ["--unlearn_epochs", "1"]), ("wfisher", "alpha", [])])
+def test_a_pruned_model_is_calibrated_under_its_mask(digits_masks, tmp_path, method, option, extra):
+    """Each step unlearns a copy of the pruned model (a deep copy of torch's pruning refuses; the study's sparse runs failed so)."""
+    from checkpoints import load_checkpoint
+    from pruner import extract_mask
+    from tests.conftest import run_script
+
+    result = run_script(
+        "main_forget.py", *DIGITS, "--mask", digits_masks["sparse"], "--unlearn", method, *extra, "--calibrate", option,
+        "--calibrate_target", "50", "--calibrate_tolerance", "50", "--calibrate_range", "1e-5,1e-4", "--save_dir", tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    original = extract_mask(load_checkpoint(digits_masks["sparse"])["state_dict"])
+    unlearned = extract_mask(load_checkpoint(tmp_path / f"{method}checkpoint.pth.tar")["state_dict"])
+    assert original.keys() == unlearned.keys() and all(torch.equal(original[k], unlearned[k]) for k in original)
+    assert result_of(tmp_path, method)["calibration"]["option"] == option
