@@ -39,13 +39,28 @@ def digits():
     return load_dataset(SimpleNamespace(dataset="digits", no_aug=False))
 
 
-@pytest.fixture(scope="session")
-def digits_masks(tmp_path_factory):
-    """A dense and a 95%-sparse resnet20s trained briefly on digits, by main_imp.py."""
-    out = tmp_path_factory.mktemp("imp")
+def train_masks(out, *data):
+    """A dense and a 95%-sparse resnet20s trained briefly on digits by main_imp.py (`data`: its data options)."""
     result = run_script(
         "main_imp.py", "--dataset", "digits", "--arch", "resnet20s", "--epochs", "4", "--decreasing_lr", "50", "--batch_size", "64",
-        "--rate", "0.95", "--pruning_times", "2", "--prune_type", "lt", "--save_dir", out,
+        "--rate", "0.95", "--pruning_times", "2", "--prune_type", "lt", *data, "--save_dir", out,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return {"dense": out / "0model_SA_best.pth.tar", "sparse": out / "1model_SA_best.pth.tar"}
+
+
+@pytest.fixture(scope="session")
+def digits_masks(tmp_path_factory):
+    """A dense and a 95%-sparse resnet20s trained briefly on the whole of digits."""
+    return train_masks(tmp_path_factory.mktemp("imp"))
+
+
+# A small share of digits: 30 training images per class (300), 10 per class in validation and
+# test. For tests of what every method writes and keeps, where the numbers do not matter.
+SMALL_DIGITS = ["--train_per_class", "30", "--test_per_class", "10"]
+
+
+@pytest.fixture(scope="session")
+def small_digits_masks(tmp_path_factory):
+    """digits_masks on SMALL_DIGITS (runs from them pass SMALL_DIGITS too)."""
+    return train_masks(tmp_path_factory.mktemp("imp_small"), *SMALL_DIGITS)

@@ -6,12 +6,12 @@ keeps the two in step.
 
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
 from tests.conftest import ROOT, run_script
+from tests.script_server import ScriptServer
 from tests.test_reliability import Payload
 
 pytestmark = pytest.mark.slow  # every case through the real command line
@@ -114,15 +114,24 @@ def outcomes(tmp_path_factory):
     with open(paths["junk"], "w") as f:
         f.write("not a checkpoint")
 
-    def run(i):
-        script, options, _ = CASES[i]
+    server = ScriptServer()  # each case in a fork of a process that imported the scripts once
+    results = []
+    for i, (script, options, _) in enumerate(CASES):
         save_dir = files / f"out{i}"
-        result = run_script(script, *[o.format(**paths) for o in options], "--save_dir", save_dir, timeout=120)
-        return result, save_dir
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(run, range(len(CASES))))
+        results.append((server.run(script, [*[o.format(**paths) for o in options], "--save_dir", save_dir]), save_dir))
+    server.close()
     return results, paths
+
+
+def test_a_case_run_by_the_server_is_as_the_script_run_alone(tmp_path):
+    """The server's shortcut (no interpreter start) changes nothing a case sees."""
+    script, options, _ = CASES[3]
+    args = [*options, "--save_dir", tmp_path / "out"]
+    server = ScriptServer()
+    served = server.run(script, args)
+    server.close()
+    alone = run_script(script, *args)
+    assert (served.returncode, served.stdout, served.stderr) == (alone.returncode, alone.stdout, alone.stderr)
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)

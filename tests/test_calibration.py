@@ -339,14 +339,15 @@ def test_a_range_that_cannot_reach_the_target_and_a_model_that_overflows_each_ge
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method, option, extra", [("GA", "unlearn_lr", ["--unlearn_epochs", "1"]), ("wfisher", "alpha", [])])
-def test_a_pruned_model_is_calibrated_under_its_mask(digits_masks, tmp_path, method, option, extra):
+def test_a_pruned_model_is_calibrated_under_its_mask(small_digits_masks, tmp_path, method, option, extra):
     """Each step unlearns a copy of the pruned model (a deep copy of torch's pruning refuses; the study's sparse runs failed so)."""
     from checkpoints import load_checkpoint
     from pruner import extract_mask
-    from tests.conftest import run_script
+    from tests.conftest import SMALL_DIGITS, run_script
 
+    digits_masks = small_digits_masks
     result = run_script(
-        "main_forget.py", *DIGITS, "--mask", digits_masks["sparse"], "--unlearn", method, *extra, "--calibrate", option,
+        "main_forget.py", *DIGITS, *SMALL_DIGITS, "--mask", digits_masks["sparse"], "--unlearn", method, *extra, "--calibrate", option,
         "--calibrate_target", "50", "--calibrate_tolerance", "50", "--calibrate_range", "1e-5,1e-4", "--save_dir", tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

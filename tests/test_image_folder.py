@@ -177,7 +177,7 @@ def test_a_malformed_tree_gets_one_line_naming_the_layout(tmp_path, damage, mess
 
 
 @pytest.mark.slow
-def test_imagenet_prunes_and_unlearns_end_to_end_without_writing_under_data(tree, tmp_path, digits_masks):
+def test_imagenet_prunes_and_unlearns_end_to_end_without_writing_under_data(tree, tmp_path, small_digits_masks):
     before = listing(tree)
     common = ["--dataset", "imagenet", "--data", tree, "--arch", "resnet18", "--batch_size", "6", "--num_workers", "2"]
     imp = run_script("main_imp.py", *common, "--epochs", "1", "--pruning_times", "2", "--rewind_epoch", "1", "--save_dir", tmp_path / "imp")
@@ -198,7 +198,7 @@ def test_imagenet_prunes_and_unlearns_end_to_end_without_writing_under_data(tree
     assert listing(tree) == before, "nothing under --data is written"
 
     # A mask trained on another dataset, and the backdoor script, are refused in one line.
-    for script, extra in (("main_forget.py", ["--mask", digits_masks["sparse"], "--unlearn", "FT"]), ("main_backdoor.py", [])):
+    for script, extra in (("main_forget.py", ["--mask", small_digits_masks["sparse"], "--unlearn", "FT"]), ("main_backdoor.py", [])):
         bad = run_script(script, *common, *extra, "--save_dir", tmp_path / "bad")
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 

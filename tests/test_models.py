@@ -90,7 +90,8 @@ def original_load_mask_checkpoint(model, path):
     model.load_state_dict(checkpoint, strict=False)
 
 
-def test_our_sparse_checkpoint_is_read_by_the_original_code_as_we_read_it(digits_masks):
+def test_our_sparse_checkpoint_is_read_by_the_original_code_as_we_read_it(small_digits_masks):
+    digits_masks = small_digits_masks
     """Our files hold masks as bool (a quarter of the bytes); the original's code loads them unchanged."""
     ours = torch.load(digits_masks["sparse"], weights_only=True)["state_dict"]
     masks = [k for k in ours if k.endswith(".weight_mask")]

@@ -16,7 +16,7 @@ import torch
 
 from checkpoints import CheckpointSchedule, load_checkpoint
 from paths import best_checkpoint_path, checkpoint_path
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, SMALL_DIGITS, run_script
 
 pytestmark = pytest.mark.slow  # kills and resumes real runs
 
@@ -62,10 +62,9 @@ def test_a_checkpoint_with_a_pickled_payload_is_refused(script, options, malicio
     assert not marker.exists()
 
 
-def test_diverging_gradient_ascent_stops_clearly_and_writes_no_nan(digits_masks, tmp_path):
-    result = run_script(
-        "main_forget.py", *DIGITS, "--mask", digits_masks["dense"], "--unlearn", "GA", "--unlearn_lr", "1e6", "--save_dir", tmp_path
-    )
+def test_diverging_gradient_ascent_stops_clearly_and_writes_no_nan(small_digits_masks, tmp_path):
+    options = [*DIGITS, *SMALL_DIGITS, "--mask", small_digits_masks["dense"], "--unlearn", "GA", "--unlearn_lr", "1e6"]
+    result = run_script("main_forget.py", *options, "--save_dir", tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "GA with --unlearn_lr 1e+06 made the weights non-finite" in result.stderr.strip().splitlines()[-1]
     for path in tmp_path.iterdir():
@@ -118,6 +117,7 @@ def test_a_resume_checkpoint_is_due_once_its_interval_has_passed_or_when_it_must
 
 def test_main_imp_killed_at_random_moments_ends_bit_identical(tmp_path):
     options = [*DIGITS, "--batch_size", "128", "--decreasing_lr", "2", "--epochs", "3", "--rewind_epoch", "1", "--rate", "0.9"]
+    options += ["--train_per_class", "60", "--test_per_class", "20"]  # 2.4 s epochs on one core: the kills land in the run
     # A checkpoint written only once 1.5 s have passed: some kills fall after epochs it did not write.
     options += ["--pruning_times", "2", "--checkpoint_every_s", "1.5"]
     whole = run_script("main_imp.py", *options, "--save_dir", tmp_path / "whole")
@@ -148,10 +148,10 @@ def comparable_result(save_dir, method):
     return res
 
 
-def test_main_forget_ft_killed_at_random_moments_ends_bit_identical(digits_masks, tmp_path):
+def test_main_forget_ft_killed_at_random_moments_ends_bit_identical(small_digits_masks, tmp_path):
     """Also the same command twice: the uninterrupted run and the first killed one draw their random forget sets apart."""
-    options = [*DIGITS, "--mask", digits_masks["sparse"], "--unlearn", "FT", "--unlearn_epochs", "5", "--unlearn_lr", "0.01"]
-    options += ["--class_to_replace", "-1", "--num_indexes_to_replace", "50", "--checkpoint_every_s", "0"]
+    options = [*DIGITS, *SMALL_DIGITS, "--mask", small_digits_masks["sparse"], "--unlearn", "FT", "--unlearn_epochs", "10"]
+    options += ["--unlearn_lr", "0.01", "--class_to_replace", "-1", "--num_indexes_to_replace", "30", "--checkpoint_every_s", "0"]
     whole = run_script("main_forget.py", *options, "--save_dir", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
     resumed, killed = kill_at_random_moments("main_forget.py", options, tmp_path / "killed", 3, "FTcheckpoint.pth.tar")
@@ -186,8 +186,9 @@ def test_main_forget_resumes_an_interrupted_unlearning_after_its_last_epoch(digi
     assert "progress" not in load_checkpoint(checkpoint)
 
 
-def test_a_new_run_moves_finished_results_aside(digits_masks, tmp_path):
-    options = [*DIGITS, "--mask", digits_masks["dense"], "--unlearn", "GA", "--unlearn_epochs", "1", "--unlearn_lr", "1e-4"]
+def test_a_new_run_moves_finished_results_aside(small_digits_masks, tmp_path):
+    options = [*DIGITS, *SMALL_DIGITS, "--mask", small_digits_masks["dense"]]
+    options += ["--unlearn", "GA", "--unlearn_epochs", "1", "--unlearn_lr", "1e-4"]
     first = run_script("main_forget.py", *options, "--save_dir", tmp_path)
     assert first.returncode == 0, first.stderr
     before = (tmp_path / "GAeval_result.json").read_bytes()

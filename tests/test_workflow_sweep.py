@@ -23,9 +23,13 @@ def run(cmd, timeout=900, **kwargs):
     return subprocess.run([sys.executable, *map(str, cmd)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kwargs)
 
 
+# A small share of digits (300 training, 100 validation and 100 test images) keeps the runs short.
+SMALL_DIGITS = {"dataset": "digits", "arch": "resnet20s", "batch_size": 128, "train_per_class": 30, "test_per_class": 10}
+
+
 def tiny_grid(path, methods=("GA", "FT"), seeds=(1, 2)):
     grid = {
-        "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 128},
+        "common": dict(SMALL_DIGITS),
         "masks": {"omp": {"options": {"epochs": 2, "decreasing_lr": "50", "rate": 0.5, "pruning_times": 2, "prune_type": "lt"}}},
         "models": {
             "dense": {"mask": "omp", "file": "0model_SA_best.pth.tar"},
@@ -329,7 +333,7 @@ def test_local_workers_get_their_own_gpu_and_a_share_of_the_threads(tmp_path, mo
 @pytest.mark.slow
 def test_a_list_valued_option_makes_one_task_per_value_and_best_keeps_the_closest_to_retrain(tmp_path):
     grid = {
-        "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 128},
+        "common": dict(SMALL_DIGITS),
         "masks": {"dense": {"options": {"epochs": 2, "decreasing_lr": "50", "pruning_times": 1}}},
         "models": {"dense": {"mask": "dense", "file": "0model_SA_best.pth.tar"}},
         "scenarios": {"class-wise": {"class_to_replace": 1}},

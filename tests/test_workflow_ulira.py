@@ -13,16 +13,18 @@ pytestmark = pytest.mark.slow  # trains and attacks shadow models
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ULIRA = os.path.join(ROOT, "scripts", "ulira.py")
 
-# The recipe of scripts/grids/digits_ulira.json, dense only and at half its epochs: 30
-# training images per class and no augmentation, so that each shadow model memorises its half
-# (the signal the attack needs). 20 epochs measured: raw 0.675 +- 0.028, Retrain 0.544, their
-# paired interval [0.061, 0.197], both margins several standard errors wide.
+# Ten training images per class, no augmentation and batches of 10, so that each shadow model
+# memorises its half of 50 images (the signal the attack needs) and generalises only so far
+# (test accuracy about 78%). Measured: raw 0.742 +- 0.047, Retrain 0.425, their paired
+# interval [+0.18, +0.47]. The earlier recipe (30 images per class, batches of 64) gave raw
+# 0.675 on one CPU and 0.606 on CI's, where the interval held 0: too little memorised.
 RECIPE = {"epochs": 20, "lr": 0.05, "decreasing_lr": "10,15"}
+TRAIN_PER_CLASS = 10
 
 
 def test_the_attack_finds_the_model_never_unlearned_and_not_retrain(tmp_path):
     grid = {
-        "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 64, "train_per_class": 30, "no-aug": True},
+        "common": {"dataset": "digits", "arch": "resnet20s", "batch_size": 10, "train_per_class": TRAIN_PER_CLASS, "no-aug": True},
         "masks": {"omp": {"options": {**RECIPE, "pruning_times": 1}}},
         "models": {"dense": {"mask": "omp", "file": "0model_SA_best.pth.tar"}},
         "methods": {
@@ -40,7 +42,7 @@ def test_the_attack_finds_the_model_never_unlearned_and_not_retrain(tmp_path):
     # training image is in exactly 3 of the 6 halves (LiRA's balanced design).
     halves = [np.loadtxt(out / "plan" / f"half_{k}.txt", dtype=int) for k in range(6)]
     assert len({tuple(h) for h in halves}) == 6
-    assert (np.bincount(np.concatenate(halves), minlength=300) == 3).all()
+    assert (np.bincount(np.concatenate(halves), minlength=10 * TRAIN_PER_CLASS) == 3).all()
     for k in range(6):
         saved = json.loads((out / "unlearn" / f"dense_{k}" / "shadow" / "retrain" / "seed1" / "retraineval_result.json").read_text())
         forgotten = np.loadtxt(out / "plan" / f"forget_{k}.txt", dtype=int)
