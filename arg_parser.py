@@ -11,7 +11,7 @@ import os
 
 import calibration
 from checkpoints import DEFAULT_CHECKPOINT_EVERY_S
-from dataset import DATASETS
+from dataset import DATASETS, dataset_options, get_dataset
 from errors import UserError
 from models import IMAGENET_STEM_ARCHS, model_dict
 from unlearn import METHODS, method_options
@@ -19,6 +19,7 @@ from unlearn.fisher import ORIGINAL_ALPHA
 from utils import DEVICE_CHOICES
 
 PRUNE_TYPES = ("lt", "pt", "rewind_lt")
+STEM_MIN_SIDE = 128  # images this large (ImageNet's 224) take the ImageNet stem (7x7 conv, max-pool) on resnet18/50
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -36,23 +37,21 @@ def build_parser(description="Prune first, then unlearn (NeurIPS 2023 reproducti
         "--data",
         type=str,
         default="../data",
-        help="folder holding CIFAR-10/100 or SVHN (torchvision layout), or ImageNet (train/<wnid>/, val/<wnid>/)",
+        help="folder of the dataset: CIFAR-10/100, SVHN or Fashion-MNIST (torchvision's layout), or a tree of class folders "
+        "(imagenet, imagefolder: train/<class>/, val/<class>/)",
     )
     data.add_argument(
         "--dataset",
         type=str,
         default="cifar10",
         choices=sorted(DATASETS),
-        help="dataset; digits is bundled with scikit-learn and needs no download",
+        help="dataset (" + "; ".join(f"{name}: {record.help}" for name, record in DATASETS.items()) + ")",
     )
     data.add_argument("--input_size", type=int, default=32, help="input size in pixels (informational: set by the dataset)")
-    data.add_argument("--data_dir", type=str, default="./tiny-imagenet-200", help="Tiny-ImageNet folder (read, never modified)")
-    data.add_argument(
-        "--num_workers",
-        type=int,
-        default=4,
-        help="--dataset imagenet: processes decoding images (the other datasets are held as tensors and use none)",
-    )
+    for option, readers in dataset_options().values():
+        data.add_argument(
+            option.spelling, dest=option.name, type=option.type, default=option.default, help=f"{option.help} [{', '.join(readers)}]"
+        )
     data.add_argument("--num_classes", type=int, default=10, help="accepted for compatibility; the dataset sets the number of classes")
     data.add_argument("--no-aug", dest="no_aug", action="store_true", default=False, help="no training augmentation")
     data.add_argument(
@@ -239,7 +238,7 @@ def parse_args(argv=None):
             setattr(args, option, value)
     if args.alpha is None:
         args.alpha = ORIGINAL_ALPHA
-    if args.dataset == "imagenet" and args.arch in IMAGENET_STEM_ARCHS:
+    if get_dataset(args.dataset).image_side(args) >= STEM_MIN_SIDE and args.arch in IMAGENET_STEM_ARCHS:
         args.imagenet_arch = True  # 224-pixel images: the 7x7 stem and max-pool, as torchvision's ResNets
     if args.indexes_to_replace is not None:
         if {"class_to_replace", "num_indexes_to_replace"} & given:
@@ -257,11 +256,15 @@ def given_options(argv=None):
 
 
 def check_data_args(args):
-    """The size caps, when given, keep at least one image per class."""
+    """The size caps, when given, keep at least one image per class; the dataset's own options pass its record's checks."""
     for option in ("train_per_class", "test_per_class"):
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option} {value}: must be at least 1 (leave it out to keep every image)")
+    for option in get_dataset(args.dataset).options:
+        problem = option.check(getattr(args, option.name)) if option.check else None
+        if problem:
+            raise UserError(problem)
 
 
 def check_checkpoint_args(args):

@@ -12,7 +12,7 @@ import torch
 
 import pruner
 from checkpoints import atomic_torch_save, load_checkpoint, state_dict_of
-from dataset import ImageSet, TensorLoader, add_trigger, load_dataset, select_forget_set, trigger_value
+from dataset import ImageSet, TensorLoader, add_trigger, get_dataset, load_dataset, select_forget_set
 from errors import UserError
 from paths import PRUNING_RUN_OUTPUTS, unlearning_outputs
 from pruning_run import resume_if_asked, run_states, setup_run
@@ -43,7 +43,7 @@ def poison(splits, args):
     if args.num_indexes_to_replace > n_train:
         raise UserError(f"--num_indexes_to_replace {args.num_indexes_to_replace}: the training split holds only {n_train} images")
     positions = select_forget_set(splits.train.labels.numpy(), -1, args.num_indexes_to_replace, None, args.seed).positions
-    value, target = trigger_value(args.dataset), args.class_to_replace
+    value, target = get_dataset(args.dataset).trigger_value, args.class_to_replace
     images, labels = splits.train.images.clone(), splits.train.labels.clone()
     images[positions] = add_trigger(images[positions], args.trigger_size, value)
     labels[positions] = target
@@ -76,8 +76,10 @@ def trojaned_model(args, run, splits, original_state):
 def cleanse(args):
     """Poison, train and prune (or load --mask), unlearn the poison, measure the attack: main_backdoor.py, its options checked."""
     # Every check first: the --mask file and its fit, the data, the poison count.
-    if args.dataset == "imagenet":
-        raise UserError("main_backdoor.py poisons images held in memory; --dataset imagenet is streamed from disk and not supported here")
+    if get_dataset(args.dataset).streamed:
+        raise UserError(
+            f"main_backdoor.py poisons images held in memory; --dataset {args.dataset} is streamed from disk and not supported here"
+        )
     original_state = None
     if os.path.isfile(args.mask):
         original_checkpoint = load_checkpoint(args.mask, "cpu", what="--mask checkpoint")

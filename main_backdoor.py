@@ -30,7 +30,7 @@ import os
 
 import arg_parser
 from backdoor_run import cleanse
-from dataset import DATASET_SHAPES
+from dataset import get_dataset
 from errors import UserError
 from utils import run_cli, setup_logging
 
@@ -45,7 +45,8 @@ def check_backdoor_args(args):
         raise UserError("--num_indexes_to_replace: how many training images to poison (at least 1)")
     if args.indexes_to_replace is not None:
         raise UserError("--indexes_to_replace is not used by main_backdoor.py: the poisoned images are drawn with --seed")
-    num_classes, side = DATASET_SHAPES[args.dataset]
+    record = get_dataset(args.dataset)
+    num_classes, side = record.classes, record.image_side(args)
     target = 0 if args.class_to_replace is None else args.class_to_replace
     if not 0 <= target < num_classes:
         raise UserError(f"--class_to_replace {target}: the target label must be a class of {args.dataset}, 0..{num_classes - 1}")

@@ -21,7 +21,7 @@ import evaluation
 import pruner
 import unlearn
 from checkpoints import atomic_save_json, atomic_save_npy, atomic_torch_save, load_checkpoint, state_dict_of
-from dataset import load_dataset, make_loader, select_forget_set, unlearning_positions
+from dataset import get_dataset, load_dataset, make_loader, select_forget_set, unlearning_positions
 from errors import UserError
 from paths import eval_json_path, eval_result_path, forget_indexes_path, unlearn_checkpoint_path, unlearning_outputs
 from trainer import NonFiniteOutputs, build_model, evaluate
@@ -482,7 +482,7 @@ def forget(args):
         setattr(args, args.calibrate, result["calibration"]["chosen"])
 
     retain, forget_eval, test = for_evaluation["retain"], for_evaluation["forget"], for_evaluation["test"]
-    cap = evaluation.IMAGENET_MIA_SAMPLES if args.dataset == "imagenet" else None
+    cap = get_dataset(args.dataset).mia_samples
     stages = {
         "accuracy": lambda: evaluation.split_accuracies(model, for_evaluation),
         "SVC_MIA_forget_efficacy": lambda: evaluation.mia_forget_efficacy(model, retain, forget_eval, test, cap),

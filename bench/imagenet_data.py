@@ -1,4 +1,4 @@
-"""The ImageNet data path (image_folder.py) and the cost of running under torchrun, on the CPU.
+"""The ImageNet data path (dataset/folders.py) and the cost of running under torchrun, on the CPU.
 
     python bench/imagenet_data.py [--images_per_class 40] [--classes 10] [--side 400] [--batch_size 64]
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from common import ROOT, line
 
-from image_folder import StreamLoader, load_imagenet, train_transform
+from dataset.folders import StreamLoader, load_class_folders, train_transform
 
 
 def write_images(root, classes, per_class, side):
@@ -50,7 +50,7 @@ def images_per_second(loader, n):
 def data_path(args):
     with tempfile.TemporaryDirectory() as root:
         write_images(root, args.classes, args.images_per_class, args.side)
-        train, _, _ = load_imagenet(root)
+        train, _, _ = load_class_folders(root)
         n = len(train)
         from torchvision.datasets import ImageFolder
 

@@ -1,6 +1,6 @@
 """Evaluation of an unlearned model: accuracy per split, shadow-SVM membership inference, how its weights moved."""
 
-from .metrics import IMAGENET_MIA_SAMPLES, mia_forget_efficacy, mia_training_privacy, paper_metrics, split_accuracies
+from .metrics import mia_forget_efficacy, mia_training_privacy, paper_metrics, split_accuracies
 from .SVC_MIA import FEATURES, SVC_MIA, attack_features, collect_prob, entropy, modified_entropy
 from .weights import weight_change
 
@@ -10,7 +10,6 @@ __all__ = [
     "attack_features",
     "collect_prob",
     "entropy",
-    "IMAGENET_MIA_SAMPLES",
     "mia_forget_efficacy",
     "mia_training_privacy",
     "modified_entropy",

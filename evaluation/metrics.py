@@ -18,14 +18,6 @@ def split_accuracies(model, loaders):
     return accuracies
 
 
-# ImageNet: as many shadow samples as the original's ImageNet path took (10,000 retain and
-# 10,000 validation images), so that the attack's SVM fits in minutes, not hours. They are
-# drawn at random (a fixed seed), not taken from the front: ImageFolder lists the images
-# class by class, so the first 10,000 retain images would be 8 classes and the first 10,000
-# validation images 200, and the attack would separate classes, not members.
-IMAGENET_MIA_SAMPLES = 10_000
-
-
 def mia_forget_efficacy(model, retain, forget, test, cap=None):
     """Shadow members: the first len(test) retain samples; shadow non-members: test;
     targets: the forget set as non-members. Higher = the forget set looks unseen.

@@ -11,7 +11,7 @@ available() {  # prints the reason and fails when Fashion-MNIST cannot be had
     "$PY" - <<'PYTHON'
 import logging, sys
 from dataset import load_fashion_mnist
-from utils import UserError
+from errors import UserError
 logging.disable(logging.INFO)
 try:
     load_fashion_mnist("./data")

@@ -22,6 +22,7 @@ PRUNE_BI = [*D, "--mask", "{r20}", "--unlearn", "FT_prune_bi"]
 SALUN = [*D, "--mask", "{r20}", "--unlearn", "SalUn"]
 REWIND = [*FORGET, "--rewind_epoch", "3"]
 BACKDOOR = [*D, "--num_indexes_to_replace", "50", "--mask", "{new}"]
+OWN = ["--dataset", "imagefolder", "--data", "{nodata}", "--arch", "resnet20s"]
 
 # (script, options, a fragment of the one error line)
 CASES = [
@@ -83,6 +84,10 @@ CASES = [
         "--mask {capped} was trained with --train_per_class 50 (this run: all)",
     ),
     ("main_imp.py", [*D, "--train_per_class", "0"], "--train_per_class 0: must be at least 1"),
+    ("main_imp.py", [*OWN, "--image_size", "4"], "--image_size 4: must be at least 8 pixels"),
+    ("main_imp.py", [*OWN, "--image_mean", "a,b"], "--image_mean 'a,b': give three comma-separated numbers"),
+    ("main_imp.py", [*OWN, "--image_std", "0.2,0,0.2"], "--image_std '0.2,0,0.2': a standard deviation must be positive"),
+    ("main_imp.py", [*OWN, "--num_workers", "-1"], "--num_workers -1: must be 0 (decode in the main process) or more"),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "50"], "--mask is required"),
     ("main_backdoor.py", [*D, "--num_indexes_to_replace", "0", "--mask", "{new}"], "how many training images to poison (at least 1)"),
     ("main_backdoor.py", [*BACKDOOR, "--num_indexes_to_replace", "5000"], "the training split holds only 1298 images"),

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import dataset
-from dataset import FASHION_MNIST_FILES, load_dataset
+from dataset import fashion_mnist, load_dataset, torchvision_files
+from dataset.fashion_mnist import FASHION_MNIST_FILES
 from errors import UserError
 from tests.conftest import run_script
 
-SYSTEM_FILES = os.path.join(dataset.FASHION_MNIST_SYSTEM_DIR, "train-images-idx3-ubyte.gz")
+SYSTEM_FILES = os.path.join(fashion_mnist.FASHION_MNIST_SYSTEM_DIR, "train-images-idx3-ubyte.gz")
 
 
 def write_idx(path, array):
@@ -45,7 +45,7 @@ def fashion(data, **caps):
 
 
 def test_fashion_mnist_from_torchvisions_layout_padded_to_32_with_the_fixed_split(tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no_system_copy"))
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no_system_copy"))
     arrays = write_tiny_release(tmp_path / "FashionMNIST" / "raw")
     splits = fashion(tmp_path)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (180, 20, 50)  # 10% of each class held out
@@ -56,11 +56,11 @@ def test_fashion_mnist_from_torchvisions_layout_padded_to_32_with_the_fixed_spli
     assert torch.equal(first[0, 2:30, 2:30], torch.from_numpy(arrays["test"][0][0].astype(np.uint8)))  # the file's pixels
     assert int(first[:, :2].sum()) == int(first[:, 30:].sum()) == 0 and torch.equal(first[0], first[2])  # zero padding, grey
     assert splits.augment.flip and splits.augment.padding == 4  # CIFAR's augmentation
-    assert splits.mean == (dataset.FASHION_MNIST_MEAN,) * 3
+    assert splits.mean == (fashion_mnist.FASHION_MNIST_MEAN,) * 3
 
 
 def test_size_caps_keep_a_fixed_subset_per_class(tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "FashionMNIST" / "raw"))  # the package's folder
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "FashionMNIST" / "raw"))  # the package's folder
     write_tiny_release(tmp_path / "FashionMNIST" / "raw")
     full = fashion(tmp_path / "elsewhere")
     capped = fashion(tmp_path / "elsewhere", train_per_class=7, test_per_class=3)
@@ -73,12 +73,12 @@ def test_size_caps_keep_a_fixed_subset_per_class(tmp_path, monkeypatch):
 
 
 def test_missing_fashion_mnist_names_both_ways_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no_system_copy"))
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no_system_copy"))
 
     def offline(cls, name, folder, layout, **kwargs):
-        raise dataset._missing(name, folder, layout, "no network in this test")
+        raise torchvision_files.missing(name, folder, layout, "no network in this test")
 
-    monkeypatch.setattr(dataset, "_torchvision_dataset", offline)
+    monkeypatch.setattr(fashion_mnist, "open_torchvision_dataset", offline)
     with pytest.raises(UserError) as err:
         fashion(tmp_path / "nothing")
     message = str(err.value)

@@ -1,4 +1,4 @@
-"""--dataset imagenet: an ImageFolder tree streamed from disk (image_folder.py), on a tiny tree the tests write."""
+"""--dataset imagenet: an ImageFolder tree streamed from disk (dataset/folders.py), on a tiny tree the tests write."""
 
 import os
 from types import SimpleNamespace
@@ -10,8 +10,8 @@ from conftest import run_script
 
 from checkpoints import load_checkpoint
 from dataset import load_dataset, make_loader, with_batch_size
+from dataset.folders import StreamLoader, eval_transform
 from errors import UserError
-from image_folder import StreamLoader, eval_transform
 
 CLASSES = ("n01440764", "n01443537", "n01484850")
 
@@ -206,7 +206,7 @@ def test_imagenet_prunes_and_unlearns_end_to_end_without_writing_under_data(tree
 def test_under_torchrun_only_rank_0_lists_the_folders(tree, tmp_path, monkeypatch):
     """The other ranks take rank 0's listing (1.28 million files, listed once, not once per process)."""
     import distributed
-    import image_folder
+    from dataset import folders
 
     sent = []
     monkeypatch.setattr(distributed, "active", lambda: True)
@@ -217,24 +217,98 @@ def test_under_torchrun_only_rank_0_lists_the_folders(tree, tmp_path, monkeypatc
             message[0] = given
 
     monkeypatch.setattr(distributed.dist, "broadcast_object_list", broadcast)
-    given = ("result", image_folder.list_imagenet(tree))
+    given = ("result", folders.list_class_folders(tree))
     monkeypatch.setattr(distributed, "is_main", lambda: False)
-    train, val, classes = image_folder.load_imagenet(str(tmp_path / "not_listed_here"))  # a folder rank 1 never reads
+    train, val, classes = folders.load_class_folders(str(tmp_path / "not_listed_here"))  # a folder rank 1 never reads
     assert classes == len(CLASSES) and np.array_equal(train.paths, given[1][0][0]) and len(val) == len(given[1][1][1])
     given = ("error", "imagenet: something rank 0 found wrong")
     with pytest.raises(UserError, match="something rank 0 found wrong"):
-        image_folder.load_imagenet(str(tmp_path / "not_listed_here"))
+        folders.load_class_folders(str(tmp_path / "not_listed_here"))
     given = ("failed", "PermissionError: [Errno 13] Permission denied: 'train/n1'")
     with pytest.raises(RuntimeError, match="rank 0 failed .PermissionError"):
-        image_folder.load_imagenet(str(tmp_path / "not_listed_here"))
+        folders.load_class_folders(str(tmp_path / "not_listed_here"))
     monkeypatch.setattr(distributed, "is_main", lambda: True)  # rank 0 lists, then sends what it found
-    train, _, _ = image_folder.load_imagenet(tree)
+    train, _, _ = folders.load_class_folders(tree)
     assert sent[-1][0][0] == "result" and np.array_equal(sent[-1][0][1][0][0], train.paths)
 
-    def unreadable(data_dir):
+    def unreadable(data_dir, tree):
         raise PermissionError("Permission denied: 'train/n1'")
 
-    monkeypatch.setattr(image_folder, "list_imagenet", unreadable)  # any failure reaches the waiting ranks, then fails rank 0
+    monkeypatch.setattr(folders, "list_class_folders", unreadable)  # any failure reaches the waiting ranks, then fails rank 0
     with pytest.raises(PermissionError):
-        image_folder.load_imagenet(tree)
+        folders.load_class_folders(tree)
     assert sent[-1] == [("failed", "PermissionError: Permission denied: 'train/n1'")]
+
+
+# ---------------------------------------------------------------- --dataset imagefolder: any class-folder tree
+
+
+def write_own_tree(root, per_class=6, side=(20, 28)):
+    """A user's own data set: PNG files in folders named after their classes, not in ImageNet's order."""
+    from PIL import Image
+
+    rng = np.random.RandomState(1)
+    for split, count in (("train", per_class), ("val", 2)):
+        for c, name in enumerate(("zebra", "cat", "dog")):
+            folder = os.path.join(root, split, name)
+            os.makedirs(folder, exist_ok=True)
+            for i in range(count):
+                pixels = (rng.rand(side[0] + i, side[1], 3) * 50 + 60 * c).astype(np.uint8)
+                Image.fromarray(pixels).save(os.path.join(folder, f"{i}.png"))
+    return str(root)
+
+
+def own_args(data, **extra):
+    options = dict(dataset="imagefolder", data=data, num_workers=0, no_aug=False, image_size=16, image_mean="0.5", image_std="0.2,0.3,0.4")
+    return SimpleNamespace(**{**options, **extra})
+
+
+def test_any_class_folder_tree_is_a_dataset_with_its_size_and_normalisation(tmp_path):
+    from PIL import Image
+    from torchvision import transforms
+
+    root = write_own_tree(tmp_path)
+    before = listing(root)
+    splits = load_dataset(own_args(root))
+    assert splits.name == "imagefolder" and splits.num_classes == 3 and splits.test is splits.val
+    assert splits.train.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6  # classes numbered by sorted folder name: cat, dog, zebra
+    assert "/train/cat/" in splits.train.path(0) and "/train/zebra/" in splits.train.path(17)
+    assert splits.mean == (0.5, 0.5, 0.5) and splits.std == (0.2, 0.3, 0.4)  # one value stands for all three channels
+    assert splits.input_shape == (3, 16, 16)
+    images, labels = next(iter(make_loader(splits.val, [0, 5], batch_size=2)))
+    assert images.shape == (2, 3, 16, 16) and labels.tolist() == [0, 2]
+    standard = transforms.Compose([transforms.Resize(18), transforms.CenterCrop(16), transforms.ToTensor()])  # 16 x 256 / 224
+    with Image.open(splits.val.path(5)) as img:
+        assert torch.equal(images[1], standard(img.convert("RGB")))
+    train_images, _ = next(iter(make_loader(splits.train, range(4), batch_size=4, shuffle=True, augment=splits.augment)))
+    assert train_images.shape == (4, 3, 16, 16)
+    assert listing(root) == before  # read, never written
+
+
+def test_a_malformed_own_tree_names_imagefolder_and_its_layout(tmp_path):
+    with pytest.raises(UserError) as err:
+        load_dataset(own_args(str(tmp_path / "nothing")))
+    assert str(err.value).startswith("imagefolder: ") and "/train/<class>/*" in str(err.value)
+
+
+@pytest.mark.slow
+def test_an_own_tree_prunes_and_unlearns_end_to_end(tmp_path):
+    """resnet20s on 16-pixel crops (no ImageNet stem below 128 pixels); resnet18 at 224 takes it, as on ImageNet."""
+    root = write_own_tree(tmp_path / "data")
+    common = ["--dataset", "imagefolder", "--data", root, "--image_size", "16", "--arch", "resnet20s", "--batch_size", "6"]
+    common += ["--num_workers", "0"]
+    imp = run_script("main_imp.py", *common, "--epochs", "1", "--pruning_times", "2", "--rewind_epoch", "1", "--save_dir", tmp_path / "imp")
+    assert imp.returncode == 0, imp.stderr
+    assert "imagefolder: 18 train, 6 val, 6 test images" in imp.stderr
+    forget = run_script(
+        "main_forget.py", *common, "--mask", tmp_path / "imp" / "1model_SA_best.pth.tar", "--unlearn", "FT", "--unlearn_epochs", "1",
+        "--class_to_replace", "2", "--save_dir", tmp_path / "ft",
+    )  # fmt: skip
+    assert forget.returncode == 0, forget.stderr
+    result = load_checkpoint(tmp_path / "ft" / "FTeval_result.pth.tar")
+    assert result["accuracy"]["forget"] >= 0 and not load_checkpoint(tmp_path / "imp" / "1model_SA_best.pth.tar")["args"]["imagenet_arch"]
+    import arg_parser
+
+    big = arg_parser.parse_args(["--dataset", "imagefolder", "--arch", "resnet18"])  # default --image_size 224
+    small = arg_parser.parse_args(["--dataset", "imagefolder", "--arch", "resnet18", "--image_size", "64"])
+    assert big.imagenet_arch and not small.imagenet_arch

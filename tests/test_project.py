@@ -80,9 +80,8 @@ def test_every_top_level_module_is_installed():
     assert listed == present
 
 
-def project_imports():
-    """{module: {project modules it imports, at the top or inside a function}} for every module outside tests/ and bench/."""
-    import ast
+def project_files():
+    """{path: module name} of every module outside tests/, bench/ and scripts/."""
     import glob
 
     files = [p for p in glob.glob(os.path.join(ROOT, "**", "*.py"), recursive=True)
@@ -91,6 +90,14 @@ def project_imports():
     for path in files:
         parts = os.path.relpath(path, ROOT)[:-3].split(os.sep)
         name_of[path] = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return name_of
+
+
+def project_imports():
+    """{module: {project modules it imports, at the top or inside a function}} for every module outside tests/ and bench/."""
+    import ast
+
+    name_of = project_files()
     modules = set(name_of.values())
     graph = {}
     for path, module in name_of.items():
@@ -114,7 +121,7 @@ def project_imports():
 def test_no_module_imports_itself_round_a_circle():
     """The house has no import circles (docs/code_layout.md): lazy imports inside functions count too."""
     graph = project_imports()
-    assert {"dataset", "loaders", "errors", "distributed", "unlearn", "unlearn.retrain_pipeline"} <= set(graph)
+    assert {"dataset", "dataset.tensors", "dataset.folders", "errors", "distributed", "unlearn", "unlearn.retrain_pipeline"} <= set(graph)
     assert graph["errors"] == set()  # the leaf every layer reports bad input through
     state, circles = {}, []
 
@@ -131,3 +138,33 @@ def test_no_module_imports_itself_round_a_circle():
         if module not in state:
             visit(module, [module])
     assert circles == []
+
+
+def dataset_name_tests(source, names):
+    """The lines of `source` that compare something with a dataset's name (== "imagenet", in ("digits", ...))."""
+    import ast
+
+    def named(node):
+        if isinstance(node, ast.Constant):
+            return node.value in names
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(named(e) for e in node.elts)
+
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Compare) and any(map(named, [node.left, *node.comparators]))
+    ]
+
+
+def test_no_module_outside_the_dataset_package_tests_a_datasets_name():
+    """What differs between datasets is in their records (streamed, trigger, attack cap, image side)."""
+    from dataset import DATASETS
+
+    assert dataset_name_tests('if args.dataset == "imagenet" or name in ("digits", "x"): pass', set(DATASETS)) == [1, 1]  # it finds both
+    found = {}
+    for path, module in project_files().items():
+        if module != "dataset" and not module.startswith("dataset."):
+            lines = dataset_name_tests(open(path).read(), set(DATASETS))
+            if lines:
+                found[module] = lines
+    assert found == {}

@@ -103,6 +103,7 @@ def test_imagenet_is_refused_in_one_line(tmp_path):
     cmd = [sys.executable, ULIRA, tmp_path / "grid.json", "--out", tmp_path / "run"]
     result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2 and result.stderr.strip() == (
-        "error: U-LiRA does not take ImageNet: it trains K shadow models of the whole recipe; use a smaller dataset"
+        "error: U-LiRA does not take --dataset imagenet (streamed from disk): it trains K shadow models of the whole recipe; "
+        "use a smaller dataset"
     )
     assert not (tmp_path / "run").exists()

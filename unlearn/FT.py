@@ -5,8 +5,10 @@ no_l1_epochs)) for epochs e < E - no_l1_epochs, alpha throughout when E - no_l1_
 is 0, and 0 otherwise (the original's `FT_l1`; the paper's l1-sparse, `FT_prune`, runs it).
 """
 
+from options import Option
+
 from .loop import iterative_unlearn
-from .method import Method, Option
+from .method import Method
 
 
 def FT(data_loaders, model, criterion, args):

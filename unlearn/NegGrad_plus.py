@@ -26,9 +26,10 @@ import torch.nn.functional as F
 import distributed
 from dataset import with_batch_size
 from errors import UserError
+from options import Option
 
 from .loop import Pass, iterative_unlearn
-from .method import Method, Option
+from .method import Method
 
 NEGGRAD_LR, NEGGRAD_EPOCHS, NEGGRAD_BETA, NEGGRAD_FORGET_BATCH = 0.01, 5, 0.9999, 16
 

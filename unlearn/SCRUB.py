@@ -26,9 +26,10 @@ import torch.nn.functional as F
 
 import pruner
 from dataset import with_batch_size
+from options import Option
 
 from .loop import Pass, iterative_unlearn
-from .method import Method, Option
+from .method import Method
 
 # The options shared with the other methods that SCRUB sets when they are left out.
 SCRUB_LR, SCRUB_EPOCHS = 5e-4, 3

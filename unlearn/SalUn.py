@@ -24,9 +24,10 @@ import distributed
 from checkpoints import atomic_torch_save, load_checkpoint
 from dataset import in_order
 from errors import UserError
+from options import Option
 from paths import saliency_mask_path
 
-from .method import Method, Option
+from .method import Method
 from .RL import random_label_training
 
 DEFAULT_RATIO = 0.5

@@ -14,6 +14,8 @@ options and defaults); METHODS collects them. Adding a method: write unlearn/<na
 with the function and its record, list the record below, write its tests.
 """
 
+from options import Option, collect_options
+
 from . import (
     FT,
     GA,
@@ -33,7 +35,7 @@ from . import (
     retrain_sam,
     wfisher,
 )
-from .method import Method, Option
+from .method import Method
 
 # The Original and the paper's six first, then the original's other methods, then the
 # methods that came after the paper: the order of --help and of every table.
@@ -77,10 +79,4 @@ def get_unlearn_method(name):
 
 def method_options():
     """{option name: (Option, [methods that read it])}, every method's own option once, in the registry's order."""
-    found = {}
-    for record in METHODS.values():
-        for option in record.options:
-            known = found.setdefault(option.name, (option, []))
-            assert known[0] is option, f"--{option.name} is declared twice (by {known[1][0]} and {record.name}): declare it once, share it"
-            known[1].append(record.name)
-    return found
+    return collect_options(METHODS.values())

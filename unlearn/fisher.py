@@ -26,9 +26,10 @@ from tqdm import tqdm
 import distributed
 from dataset import in_order
 from errors import UserError
+from options import Option
 from utils import device_synchronize
 
-from .method import Method, Option
+from .method import Method
 from .wfisher import IU_CHUNK_SIZE, MEMORY_SHARE, free_memory_bytes, retain_gradient_stream
 
 log = logging.getLogger("unlearn_sparse")

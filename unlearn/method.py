@@ -7,27 +7,8 @@ changes `model` in place and returns it. Its record says what else there is to k
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-
-@dataclass(frozen=True)
-class Option:
-    """A command-line option that belongs to one or more methods (not to training or data).
-
-    `check(value)` returns None when the value is acceptable, else the one-line error.
-    """
-
-    name: str  # the attribute on args (argparse dest)
-    default: Any
-    help: str
-    type: type = float
-    flag: str | None = None  # the command-line spelling when it is not --<name>
-    choices: tuple | None = None
-    check: Callable[[Any], str | None] | None = None
-
-    @property
-    def spelling(self):
-        return self.flag or f"--{self.name}"
+from options import Option
 
 
 @dataclass(frozen=True)

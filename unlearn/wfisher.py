@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 import distributed
 from dataset import in_order, num_samples
+from options import Option
 
-from .method import Method, Option
+from .method import Method
 
 log = logging.getLogger("unlearn_sparse")
 

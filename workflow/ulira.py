@@ -50,11 +50,14 @@ SPREAD_DRAWS = 20  # random subsets of the models per size, for the spread with 
 
 def training_size(grid):
     """Images in the (capped) training split the grid's options give."""
-    from dataset import load_dataset
+    from dataset import get_dataset, load_dataset
 
     args = arg_parser.parse_args(options_list(grid.get("common", {})))
-    if args.dataset == "imagenet":
-        raise UserError("U-LiRA does not take ImageNet: it trains K shadow models of the whole recipe; use a smaller dataset")
+    if get_dataset(args.dataset).streamed:
+        raise UserError(
+            f"U-LiRA does not take --dataset {args.dataset} (streamed from disk): it trains K shadow models of the whole recipe; "
+            "use a smaller dataset"
+        )
     return len(load_dataset(args).train)
 
 

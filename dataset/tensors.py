@@ -6,8 +6,8 @@ batches an index array, shuffles with a seeded generator and augments per batch 
 tensor operations (`Augment`: random crop with zero padding, horizontal flip). Images
 reach the model as float in [0, 1]: normalisation is the model's first layer. The helpers
 at the end (`in_order`, `with_batch_size`, `num_samples`) take these loaders and ordinary
-`torch.utils.data.DataLoader`s alike. A streamed data set's loader (`image_folder.StreamLoader`)
-is a TensorLoader too.
+`torch.utils.data.DataLoader`s alike. A streamed data set's loader (`dataset/folders.py`'s
+`StreamLoader`) is a TensorLoader too.
 """
 
 import copy

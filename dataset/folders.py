@@ -1,16 +1,18 @@
-"""ImageNet (or any ImageFolder tree) streamed from disk: the data path that does not fit in memory.
+"""Class-folder trees streamed from disk: the data path that does not fit in memory.
 
-The small datasets are held as uint8 tensors (`loaders.ImageSet`, `loaders.TensorLoader`).
-ImageNet is read where it lies, `<data>/train/<wnid>/*.JPEG` and `<data>/val/<wnid>/*.JPEG`
-(the validation images sorted into class folders, as `valprep.sh` leaves them), and each
-batch is decoded in `--num_workers` worker processes. A `FolderSet` is the list of files and
-labels; a `StreamLoader` has the interface of a TensorLoader (seeded shuffling whose state
-a checkpoint keeps, `in_order`, `subset`), so every method and metric takes either.
+The small datasets are held as uint8 tensors (`dataset/tensors.py`). A tree of class
+folders, `<data>/train/<class>/*` and `<data>/val/<class>/*` (ImageNet's layout once
+`valprep.sh` has sorted its validation images; any ImageFolder tree, `--dataset
+imagefolder`), is read where it lies, and each batch is decoded in `--num_workers` worker
+processes. A `FolderSet` is the list of files and labels; a `StreamLoader` has the
+interface of a TensorLoader (seeded shuffling whose state a checkpoint keeps, `in_order`,
+`subset`), so every method and metric takes either.
 
-Augmentation is ImageNet's standard one (RandomResizedCrop 224 and a horizontal flip for
-training; Resize 256 and CenterCrop 224 for evaluation), drawn per image from a seed made of
-the epoch's draw from the loader's generator and the image's position in the loader: the same
-image gets the same crop whatever the number of workers (or, later, of processes).
+Augmentation is ImageNet's standard one at the set's crop (RandomResizedCrop and a
+horizontal flip for training; Resize to crop x 256/224 and CenterCrop for evaluation:
+256 and 224 on ImageNet), drawn per image from a seed made of the epoch's draw from the
+loader's generator and the image's position in the loader: the same image gets the same
+crop whatever the number of workers (or, later, of processes).
 Workers send uint8 images (a quarter of float32's bytes), pinned when the run is on a GPU;
 the loader copies them without blocking and scales them to [0, 1] on the device, the same
 numbers torchvision's `ToTensor` gives. A loader keeps its workers from one pass to the next
@@ -27,25 +29,35 @@ import torch
 import distributed
 from distributed import rank_share
 from errors import UserError
-from loaders import TensorLoader
+from options import Option
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CROP, RESIZE = 224, 256
+from .tensors import TensorLoader
+
+CROP = 224  # ImageNet's: the side the model sees
 SEED_MODULUS = 2**62  # per-image seeds stay inside torch.manual_seed's range
 
+NUM_WORKERS = Option(
+    "num_workers", 4, "processes decoding images (the datasets held in memory as tensors use none)", type=int,
+    check=lambda n: None if n >= 0 else f"--num_workers {n}: must be 0 (decode in the main process) or more",
+)  # fmt: skip
 
-def train_transform():
+
+def resize_for(crop):
+    """The side an evaluation image is resized to before its centre crop: 256 for 224, as ImageNet's."""
+    return round(crop * 256 / 224)
+
+
+def train_transform(crop=CROP):
     from torchvision import transforms
 
-    return transforms.Compose([transforms.RandomResizedCrop(CROP), transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
+    return transforms.Compose([transforms.RandomResizedCrop(crop), transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
 
 
-def eval_transform():
+def eval_transform(crop=CROP):
     """uint8 C x H x W; `to_unit_range` on the device makes it what `ToTensor` would have."""
     from torchvision import transforms
 
-    return transforms.Compose([transforms.Resize(RESIZE), transforms.CenterCrop(CROP), transforms.PILToTensor()])
+    return transforms.Compose([transforms.Resize(resize_for(crop)), transforms.CenterCrop(crop), transforms.PILToTensor()])
 
 
 def to_unit_range(images):
@@ -65,16 +77,17 @@ class FolderSet:
     labels: torch.Tensor  # int64, N
     num_workers: int = 0  # decoding processes of every loader over this set
     device: torch.device = torch.device("cpu")  # where the batches go (the files stay where they are)
+    crop: int = CROP  # the side of the images the loaders give
 
     def __len__(self):
         return len(self.labels)
 
     def to(self, device):
-        return FolderSet(self.paths, self.labels, self.num_workers, torch.device(device))
+        return FolderSet(self.paths, self.labels, self.num_workers, torch.device(device), self.crop)
 
     def select(self, positions):
         positions = np.asarray(positions, dtype=np.int64)
-        return FolderSet(self.paths[positions], self.labels[torch.from_numpy(positions)], self.num_workers, self.device)
+        return FolderSet(self.paths[positions], self.labels[torch.from_numpy(positions)], self.num_workers, self.device, self.crop)
 
     def path(self, position):
         return os.fsdecode(self.paths[position])
@@ -179,7 +192,7 @@ class StreamLoader(TensorLoader):
         if self.part is not None:  # only this rank's share is decoded; the seeds make it what one process would see
             rank, world = self.part
             batches = [batch[slice(*rank_share(len(batch), rank, world))] for batch in batches if len(batch) >= world]
-        decoded = _Decoded(self.data, self.augment or eval_transform())
+        decoded = _Decoded(self.data, self.augment or eval_transform(self.data.crop))
         kept = self._workers(decoded)
         kept.sampler.batches = [[(position, base_seed) for position in batch.tolist()] for batch in batches]
         kept.busy, device = True, self.data.device
@@ -202,33 +215,43 @@ class StreamLoader(TensorLoader):
 # ---------------------------------------------------------------- reading the folders
 
 
-def _layout(data_dir):
-    return f"{os.path.join(data_dir, 'train')}/<wnid>/*.JPEG and {os.path.join(data_dir, 'val')}/<wnid>/*.JPEG"
+@dataclass(frozen=True)
+class Tree:
+    """How a dataset's class-folder tree is named in its messages: the dataset, a class folder and its files."""
+
+    name: str = "imagenet"
+    files: str = "<wnid>/*.JPEG"
+    sorting: str = "valprep.sh"  # what sorts the validation images into class folders
+
+    def layout(self, data_dir):
+        return f"{os.path.join(data_dir, 'train')}/{self.files} and {os.path.join(data_dir, 'val')}/{self.files}"
 
 
-def list_imagenet(data_dir):
+def list_class_folders(data_dir, tree=Tree()):
     """The training and validation listings: ((paths, labels, class_to_idx), (paths, labels, class_to_idx))."""
-    train = read_folder(os.path.join(data_dir, "train"), "training", data_dir)
-    return train, read_folder(os.path.join(data_dir, "val"), "validation", data_dir, train[2])
+    train = read_folder(os.path.join(data_dir, "train"), "training", data_dir, tree=tree)
+    return train, read_folder(os.path.join(data_dir, "val"), "validation", data_dir, train[2], tree=tree)
 
 
-def read_folder(folder, what, data_dir, class_to_idx=None):
+def read_folder(folder, what, data_dir, class_to_idx=None, tree=Tree()):
     """(paths, labels, class_to_idx) of one split; one line naming the layout when it is not there."""
     from torchvision.datasets import ImageFolder
 
     if not os.path.isdir(folder):
-        raise UserError(f"imagenet: {folder} not found (expected {_layout(data_dir)}); set --data to the folder holding train/ and val/")
+        raise UserError(
+            f"{tree.name}: {folder} not found (expected {tree.layout(data_dir)}); set --data to the folder holding train/ and val/"
+        )
     try:
         found = ImageFolder(folder, loader=lambda path: path)  # the loader is never called: only the listing is kept
     except FileNotFoundError as err:
         message = str(err).strip().splitlines()[0]
-        raise UserError(f"imagenet: {what} folder {folder}: {message} (expected {_layout(data_dir)})") from None
+        raise UserError(f"{tree.name}: {what} folder {folder}: {message} (expected {tree.layout(data_dir)})") from None
     if class_to_idx is not None:
         extra = sorted(set(found.classes) - set(class_to_idx))
         if extra:
             raise UserError(
-                f"imagenet: {folder} has class folders that train/ has not ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); "
-                "the val images must be sorted into the training classes' folders (valprep.sh)"
+                f"{tree.name}: {folder} has class folders that train/ has not ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); "
+                f"the val images must be sorted into the training classes' folders ({tree.sorting})"
             )
         names = found.classes
         samples = [(path, class_to_idx[names[label]]) for path, label in found.samples]
@@ -239,10 +262,11 @@ def read_folder(folder, what, data_dir, class_to_idx=None):
     return paths, labels, class_to_idx
 
 
-def load_imagenet(data_dir, num_workers=0):
-    """(train, val, num_classes) FolderSets of an ImageNet tree; test is val, as in the original's ImageNet path.
+def load_class_folders(data_dir, num_workers=0, tree=Tree(), crop=CROP):
+    """(train, val, num_classes) FolderSets of a class-folder tree (test is val, as in the original's ImageNet path).
     Under torchrun rank 0 alone lists the folders and sends the listing to the others."""
-    (train_paths, train_labels, class_to_idx), (val_paths, val_labels, _) = distributed.from_rank_0(lambda: list_imagenet(data_dir))
-    train = FolderSet(train_paths, train_labels, num_workers)
-    val = FolderSet(val_paths, val_labels, num_workers)
+    listing = distributed.from_rank_0(lambda: list_class_folders(data_dir, tree))
+    (train_paths, train_labels, class_to_idx), (val_paths, val_labels, _) = listing
+    train = FolderSet(train_paths, train_labels, num_workers, crop=crop)
+    val = FolderSet(val_paths, val_labels, num_workers, crop=crop)
     return train, val, len(class_to_idx)
