@@ -26,7 +26,6 @@ from errors import UserError
 from paths import eval_json_path, eval_result_path, forget_indexes_path, unlearn_checkpoint_path, unlearning_outputs
 from trainer import NonFiniteOutputs, build_model, evaluate
 from unlearn.loop import NonFiniteWeights, check_finite, epoch_checkpoints
-from unlearn.SalUn import load_saliency_mask
 from utils import device_synchronize, get_device, open_save_dir, setup_seed, versions
 
 log = logging.getLogger("unlearn_sparse")
@@ -111,6 +110,13 @@ def prepare_model(model, state_dict, method):
         pruner.load_pruned_model(model, state_dict)
 
 
+def warn_ignored_options(record, args):
+    """One warning per option of other methods given on the command line (left at its default, it is silent)."""
+    for option, readers in unlearn.method_options().values():
+        if record.name not in readers and getattr(args, option.name) != option.default:
+            log.warning("%s is read by %s: ignored by %s", option.spelling, ", ".join(readers), record.name)
+
+
 def strength_settings(record, args):
     """['--alpha 3', ...]: the method's strength options as this run set them."""
     return [f"--{name} {getattr(args, name):g}" for name in record.strength_options()]
@@ -139,28 +145,27 @@ def non_finite_error(record, args, tensor_name):
     )
 
 
-def run_unlearning(method, data_loaders, model, args, device, checkpoints=None):
-    """Run `method` seeded by --seed; returns its wall-clock seconds (the RTE, nothing else timed).
+def run_unlearning(record, data_loaders, model, args, device, checkpoints=None):
+    """Run the method of `record` seeded by --seed; returns its wall-clock seconds (the RTE, nothing else timed).
 
     Checks afterwards that the weights are finite and the mask is the one it was given.
     With per-epoch `checkpoints`, the seconds of the epochs before an interruption are
     counted and the time spent writing checkpoints is not.
     """
-    record = unlearn.METHODS[args.unlearn]
     try:
-        return timed_unlearning(method, data_loaders, model, args, device, checkpoints)
+        return timed_unlearning(record, data_loaders, model, args, device, checkpoints)
     except NonFiniteWeights as bad:
         raise non_finite_error(record, args, bad.tensor_name) from None
 
 
-def timed_unlearning(method, data_loaders, model, args, device, checkpoints=None):
-    """`run_unlearning`, with NonFiniteWeights raised as it is (a calibration counts it as too strong)."""
-    record = unlearn.METHODS[args.unlearn]
+def timed_unlearning(record, data_loaders, model, args, device, checkpoints=None, run=None):
+    """`run_unlearning`, with NonFiniteWeights raised as it is (a calibration counts it as too strong).
+    `run` stands in for the record's own (a calibration's step at one strength)."""
     input_mask = pruner.current_mask(model)
     setup_seed(args.seed)
     device_synchronize(device)
     start = time.perf_counter()
-    method(data_loaders, model, nn.CrossEntropyLoss(), args)
+    (run or record.run)(data_loaders, model, nn.CrossEntropyLoss(), args)
     device_synchronize(device)
     seconds = time.perf_counter() - start
     if checkpoints is not None:
@@ -178,25 +183,30 @@ def timed_unlearning(method, data_loaders, model, args, device, checkpoints=None
     return seconds
 
 
-def unlearn_and_save(method, data_loaders, model, args, device, save_dir, result, progress=None):
+def unlearn_and_save(record, data_loaders, model, args, device, save_dir, result, progress=None):
     """`run_unlearning` with per-epoch checkpoints in save_dir, continuing `progress` when given.
 
-    Sets result["unlearn_seconds"] and saves the finished checkpoint (model + result).
+    Sets result["unlearn_seconds"] (and what the method reports beside it) and saves the
+    finished checkpoint (model + result).
     """
-    path = unlearn_checkpoint_path(save_dir, args.unlearn)
+    path = unlearn_checkpoint_path(save_dir, record.name)
     with epoch_checkpoints(path, result, progress, args.checkpoint_every_s) as checkpoints:
-        result["unlearn_seconds"] = run_unlearning(method, data_loaders, model, args, device, checkpoints)
-    if getattr(args, "saliency_mask_seconds", None) is not None:  # SalUn: the part of the RTE its source times apart
-        result["saliency_mask_seconds"] = args.saliency_mask_seconds
-    save_unlearn_checkpoint(model, result, save_dir, args.unlearn)
+        result["unlearn_seconds"] = run_unlearning(record, data_loaders, model, args, device, checkpoints)
+    result.update(reported(record, args))
+    save_unlearn_checkpoint(model, result, save_dir, record.name)
     return result
+
+
+def reported(record, args):
+    """{name: value} of what the method's run set on args for the result (SalUn: its mask's seconds)."""
+    return {name: getattr(args, name) for name in record.reports if getattr(args, name, None) is not None}
 
 
 def unlearn_model(model, original_state, loaders, args, device, result, progress):
     """Set `model` up from the --mask checkpoint's state dict and run --unlearn on it, saving as it goes."""
     prepare_model(model, original_state, args.unlearn)
     log.info("%s from %s (conv sparsity %.2f%%)", args.unlearn, args.mask, pruner.sparsity(model))
-    unlearn_and_save(unlearn.get_unlearn_method(args.unlearn), loaders, model, args, device, args.save_dir, result, progress)
+    unlearn_and_save(unlearn.METHODS[args.unlearn], loaders, model, args, device, args.save_dir, result, progress)
     log.info("%s took %.1f s", args.unlearn, result["unlearn_seconds"])
 
 
@@ -272,13 +282,13 @@ def step_runner(record, pristine, fresh_loaders, args, device):
         def method(data_loaders, model, criterion, step_args):
             return apply(model, step_args.alpha)
     else:
-        direction_seconds, method = 0.0, unlearn.get_unlearn_method(args.unlearn)
+        direction_seconds, method = 0.0, record.run
 
     def run(value):
         step_args = copy.copy(args)
         setattr(step_args, option, value)
         model = pruner.clone_model(pristine)  # a pruned model cannot be deep-copied after a forward pass
-        seconds = timed_unlearning(method, fresh_loaders(), model, step_args, device)
+        seconds = timed_unlearning(record, fresh_loaders(), model, step_args, device, run=method)
         return model, direction_seconds + seconds, step_args
 
     return run
@@ -343,9 +353,9 @@ def calibrate_and_unlearn(model, original_state, fresh_loaders, for_evaluation, 
             args.calibrate_tolerance,
         )
     setattr(args, args.calibrate, found.chosen)  # the result's args hold the value chosen
-    if getattr(best["args"], "saliency_mask_seconds", None) is not None:
-        args.saliency_mask_seconds = best["args"].saliency_mask_seconds
-        result["saliency_mask_seconds"] = args.saliency_mask_seconds
+    for name, value in reported(record, best["args"]).items():
+        setattr(args, name, value)
+        result[name] = value
     result["unlearn_seconds"] = best["seconds"]
     result["calibration"] = {
         "option": args.calibrate,
@@ -453,14 +463,13 @@ def forget(args):
     check_fits_model(model, original_state, "--mask", args.mask, args)
     if rewind_state is not None:
         check_fits_model(model, rewind_state, "--rewind_pth", args.rewind_pth, args)
-    if args.mask_path and args.unlearn == "SalUn":
-        load_saliency_mask(args.mask_path, model)
+    if record.check_inputs is not None:
+        record.check_inputs(model, args)
     result, progress = read_resume_point(model, args.save_dir, args.unlearn, device) if args.resume else ({}, None)
     open_save_dir(args.save_dir, unlearning_outputs(args.unlearn), resume=args.resume)
     if args.rewind_pth and not rewinding:
         log.warning("--rewind_pth is read only by the iterative methods with --rewind_epoch k > 0: ignored")
-    if args.mask_path and args.unlearn != "SalUn":
-        log.warning("--mask_path is SalUn's saliency mask: ignored by %s", args.unlearn)
+    warn_ignored_options(record, args)
 
     atomic_save_npy(forget_set.positions, forget_indexes_path(args.save_dir))
     positions = unlearning_positions(splits, forget_set)
@@ -501,7 +510,7 @@ def forget(args):
             "SVC_MIA_training_privacy": result["SVC_MIA_training_privacy"],
             "weights": result["weights"],
             "unlearn_seconds": result["unlearn_seconds"],
-            **({"saliency_mask_seconds": result["saliency_mask_seconds"]} if "saliency_mask_seconds" in result else {}),
+            **{name: result[name] for name in record.reports if name in result},
             **({"calibration": result["calibration"]} if "calibration" in result else {}),
             "forget_set_size": int(len(forget_set.positions)),
             "forget_class": forget_set.whole_class,

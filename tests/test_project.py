@@ -140,8 +140,8 @@ def test_no_module_imports_itself_round_a_circle():
     assert circles == []
 
 
-def dataset_name_tests(source, names):
-    """The lines of `source` that compare something with a dataset's name (== "imagenet", in ("digits", ...))."""
+def name_comparisons(source, names):
+    """The lines of `source` that compare something with one of `names` (== "imagenet", in ("digits", ...))."""
     import ast
 
     def named(node):
@@ -160,11 +160,24 @@ def test_no_module_outside_the_dataset_package_tests_a_datasets_name():
     """What differs between datasets is in their records (streamed, trigger, attack cap, image side)."""
     from dataset import DATASETS
 
-    assert dataset_name_tests('if args.dataset == "imagenet" or name in ("digits", "x"): pass', set(DATASETS)) == [1, 1]  # it finds both
+    assert name_comparisons('if args.dataset == "imagenet" or name in ("digits", "x"): pass', set(DATASETS)) == [1, 1]  # it finds both
     found = {}
     for path, module in project_files().items():
         if module != "dataset" and not module.startswith("dataset."):
-            lines = dataset_name_tests(open(path).read(), set(DATASETS))
+            lines = name_comparisons(open(path).read(), set(DATASETS))
+            if lines:
+                found[module] = lines
+    assert found == {}
+
+
+def test_no_module_outside_the_unlearn_package_tests_a_methods_name():
+    """What differs between methods is in their records (roles, kinds, hooks): workflow/ reads them."""
+    from unlearn import METHODS
+
+    found = {}
+    for path, module in project_files().items():
+        if module != "unlearn" and not module.startswith("unlearn."):
+            lines = name_comparisons(open(path).read(), set(METHODS))
             if lines:
                 found[module] = lines
     assert found == {}

@@ -169,9 +169,7 @@ def test_interrupted_after_an_epoch_checkpoint_each_resumes_to_the_same_end(meth
         }
         args.save_dir = str(save_dir)
         model = pruned_tiny_net()
-        unlearning_run.unlearn_and_save(
-            unlearn.get_unlearn_method(method), loaders, model, args, torch.device("cpu"), save_dir, {}, progress
-        )
+        unlearning_run.unlearn_and_save(unlearn.METHODS[method], loaders, model, args, torch.device("cpu"), save_dir, {}, progress)
         return model.state_dict()
 
     whole = run(tmp_path / "whole")

@@ -97,7 +97,8 @@ def test_one_original_model_gives_no_interval():
 
 
 def test_summarize_prints_the_floor_the_intervals_and_the_verdict_in_words():
-    from workflow.summarize import aggregate, original_model_comparisons
+    from workflow.comparisons import original_model_comparisons
+    from workflow.table import aggregate
 
     rows = [{**r, "RTE": 0.1, "attack": None, "sparsity": 95.0 if "sparse" in r["model"] else 0.0, "options": {}} for r in study_rows()]
     text = original_model_comparisons(rows, aggregate(rows), {})
@@ -115,7 +116,7 @@ def test_summarize_prints_the_floor_the_intervals_and_the_verdict_in_words():
 
 
 def test_the_verdict_names_the_model_or_method_that_is_closer():
-    from workflow.summarize import verdict_words
+    from workflow.comparisons import verdict_words
 
     assert verdict_words({"label": "FT: 95% sparse − dense", "verdict": "second closer"}) == "95% sparse closer"
     assert verdict_words({"label": "FT: 95% sparse − dense", "verdict": "first closer"}) == "dense closer"
@@ -143,7 +144,8 @@ def test_a_corrected_interval_excludes_zero_exactly_when_holm_rejects():
 
 
 def test_retrain_pipeline_is_compared_with_retrain_per_metric_and_against_the_noise_floor():
-    from workflow.summarize import aggregate, original_model_comparisons
+    from workflow.comparisons import original_model_comparisons
+    from workflow.table import aggregate
 
     rows = study_rows()
     # Retrain (pipeline): one run per sparse model, class-wise; TA 5.2 to 5.6 points below Retrain's mean, RA 1 above
@@ -196,7 +198,8 @@ def test_a_declared_comparison_without_results_stays_in_the_holm_family():
 def test_the_study_grid_fixes_the_family_before_its_results_land(tmp_path):
     import json
 
-    from workflow.summarize import aggregate, comparison_family, declared_comparisons
+    from workflow.comparisons import comparison_family, declared_comparisons
+    from workflow.table import aggregate
 
     grid = {
         "methods": {"raw": {}, "retrain": {}, "retrain_pipeline": {}, "FT": {}, "GA": {}, "FT_prune": {}},

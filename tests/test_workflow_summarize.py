@@ -1,6 +1,6 @@
 """workflow/summarize.py on numbers made here: what --best chooses and when it says the search was too narrow."""
 
-from workflow.summarize import at_the_edge, keep_best
+from workflow.table import at_the_edge, keep_best
 
 
 def entry(gap, **options):
@@ -42,7 +42,7 @@ def test_ulira_rows_that_share_targets_are_compared_with_a_paired_interval(tmp_p
     import numpy as np
 
     from evaluation.ulira import paired_difference
-    from workflow.summarize import ulira_paired
+    from workflow.ulira import ulira_paired
 
     rng = np.random.default_rng(0)
     member = rng.uniform(size=(8, 50)).argsort(axis=0) < 4  # every target in half the models
@@ -64,7 +64,7 @@ def test_ulira_rows_that_share_targets_are_compared_with_a_paired_interval(tmp_p
 
 
 def test_with_several_original_models_best_judges_each_model_so_a_collapse_on_one_is_not_hidden():
-    from workflow.summarize import aggregate, best_scores
+    from workflow.table import aggregate, best_scores
 
     def row(model_seed, method, setting, ua, ra, seed=1):
         return {"scenario": "class-wise", "model": "dense", "method": method, "setting": setting, "train_seed": model_seed,
@@ -88,7 +88,7 @@ def test_with_several_original_models_best_judges_each_model_so_a_collapse_on_on
 
 
 def test_best_by_worst_keeps_the_setting_whose_worst_original_model_is_best():
-    from workflow.summarize import aggregate, best_scores
+    from workflow.table import aggregate, best_scores
 
     def row(model_seed, setting, ra):
         options = {"alpha": float(setting.split("=")[1])} if setting else {}

@@ -22,4 +22,5 @@ METHOD = Method(
     iterative=True,
     alpha=L1_ALPHA,
     options=(NO_L1_EPOCHS,),
+    compared_with="FT",
 )

@@ -91,6 +91,12 @@ def load_saliency_mask(path, model):
     return saliency
 
 
+def check_mask_path(model, args):
+    """--mask_path, when given, is a saliency mask that fits the model (one line before any work if not)."""
+    if args.mask_path:
+        load_saliency_mask(args.mask_path, model)
+
+
 class FrozenOutsideMask(torch.optim.SGD):
     """SGD that moves only the weights where `keep` is 1; the others stay exactly as they were."""
 
@@ -144,4 +150,6 @@ METHOD = Method(
         ),
         Option("mask_path", None, "SalUn: a saliency mask made elsewhere (SalUn's format) instead of computing one", type=str),
     ),
+    check_inputs=check_mask_path,
+    reports=("saliency_mask_seconds",),  # SalUn's code makes the mask in a script of its own: its time apart
 )

@@ -10,6 +10,13 @@ from dataclasses import dataclass, field
 
 from options import Option
 
+# What a method is in a study (workflow/ reads it; no method's name is written there):
+REFERENCE = "reference"  # exact unlearning: every gap is measured against its runs (Retrain)
+ORIGINAL = "original"  # no unlearning: the starting point, its row shown first and without a gap (the Original)
+EXACT_REFERENCE = "exact reference"  # another exact reference, compared with the reference in a section of its own
+CONTENDER = "contender"  # an approximate method: its gaps are tabled and compared across models
+ROLES = (REFERENCE, ORIGINAL, EXACT_REFERENCE, CONTENDER)
+
 
 @dataclass(frozen=True)
 class Method:
@@ -26,6 +33,11 @@ class Method:
     alpha: float | None = None  # reads --alpha, with this default when the command line leaves it out (None: does not read it)
     defaults: dict = field(default_factory=dict)  # shared options (--unlearn_lr, ...) set to these values when left out
     options: tuple[Option, ...] = ()  # the method's own options
+    role: str = CONTENDER  # one of ROLES
+    compared_with: str | None = None  # the method this one builds on (l1-sparse: FT): a study compares the two by default
+    # Hooks of the unlearning run, for what a method needs beyond `run`:
+    check_inputs: Callable | None = None  # (model, args): files its options name, checked before any work (UserError)
+    reports: tuple[str, ...] = ()  # attributes `run` sets on args that the result records beside the RTE
     # A one-shot method whose alpha only scales a direction: `direction(data_loaders, model,
     # args)` computes what does not depend on alpha (a Fisher, a WoodFisher vector) and returns
     # `apply(model, alpha)`, which unlearns `model` (holding the weights `direction` saw) at that

@@ -4,7 +4,7 @@
 """
 
 from .loop import iterative_unlearn
-from .method import Method
+from .method import REFERENCE, Method
 
 
 def retrain(data_loaders, model, criterion, args):
@@ -18,4 +18,5 @@ METHOD = Method(
     "Retrain: train the initialisation --train_seed gives (with the mask) on the retain set",
     iterative=True,
     from_scratch=True,
+    role=REFERENCE,
 )

@@ -19,7 +19,7 @@ from checkpoints import load_checkpoint, state_dict_of
 from paths import best_checkpoint_path, method_run_dir
 from pruning_run import ImpRun, resume_if_asked, run_states
 
-from .method import Method
+from .method import EXACT_REFERENCE, Method
 
 
 def retrain_pipeline(data_loaders, model, criterion, args):
@@ -53,4 +53,5 @@ METHOD = Method(
     iterative=False,
     from_scratch=True,
     keeps_mask=False,
+    role=EXACT_REFERENCE,
 )

@@ -18,9 +18,9 @@ import os
 from collections import defaultdict
 
 import paths
+from workflow.methods import ORIGINAL_METHOD, REFERENCE_METHOD, row_name
 
 GROUP = ("scenario", "method", "setting", "train_seed")  # one curve figure each; models overlaid
-RETRAIN = "retrain"
 
 
 def split_calibrations(rows):
@@ -42,7 +42,7 @@ def mean_of(values):
     return sum(values) / len(values) if values else math.nan
 
 
-def calibration_section(calibrations, rows, names):
+def calibration_section(calibrations, rows):
     """Markdown: one row per calibration, sorted by scenario, method, original model and model."""
     if not calibrations:
         return ""
@@ -60,7 +60,7 @@ def calibration_section(calibrations, rows, names):
         c = row["calibration"]
         measured = [r[c["metric"]] for r in measured_at(row, rows)]
         shown = f"{mean_of(measured):.2f} ({len(measured)})" if measured else "— (0)"
-        method = names.get(row["method"], row["method"]) + (f" ({row['setting']})" if row["setting"] else "")
+        method = row_name(row["method"], row["setting"])
         low, high = c["range"]
         lines.append(
             f"| {row['scenario']} | {method} | {row['model']} | {original_model(row)} | {c['option']} | "
@@ -82,7 +82,8 @@ def curve_points(calibration_row):
 
 def retrain_point(rows, scenario, model, train_seed):
     """Mean UA, RA, TA of Retrain's runs on one model, or None."""
-    runs = [r for r in rows if (r["method"], r["scenario"], r["model"], r.get("train_seed")) == (RETRAIN, scenario, model, train_seed)]
+    key = (REFERENCE_METHOD, scenario, model, train_seed)
+    runs = [r for r in rows if (r["method"], r["scenario"], r["model"], r.get("train_seed")) == key]
     return {m: mean_of([r[m] for r in runs]) for m in ("UA", "RA", "TA")} if runs else None
 
 
@@ -91,7 +92,7 @@ def curve_file(folder, scenario, method, setting, train_seed):
     return os.path.join(folder, paths.slug("_".join(parts)) + ".png")
 
 
-def plot_curves(calibrations, rows, folder, names):
+def plot_curves(calibrations, rows, folder):
     """One PNG per scenario, method (setting) and original model: UA against RA and TA over the
     values tried, one line per model, Retrain's point per model. Returns the files written."""
     groups = defaultdict(list)
@@ -122,7 +123,7 @@ def plot_curves(calibrations, rows, folder, names):
             if reference:
                 for ax, other in zip(axes, ("RA", "TA")):
                     ax.plot(reference["UA"], reference[other], "s", color=colour, mfc="none", ms=9, label=f"Retrain ({row['model']})")
-        name = names.get(method, method) + (f" ({setting})" if setting else "")
+        name = row_name(method, setting)
         for ax, other in zip(axes, ("RA", "TA")):
             ax.set_xlabel("UA (%)")
             ax.set_ylabel(f"{other} (%)")
@@ -161,9 +162,9 @@ def per_model(rows, measure):
     groups = stats.by_original_model(rows)
     values = {}
     for key, of_model in groups.items():
-        if key[2] in ("raw", RETRAIN):
+        if key[2] in (ORIGINAL_METHOD, REFERENCE_METHOD):
             continue
-        reference = stats.retrain_key(groups, key[0], key[1])
+        reference = stats.reference_key(groups, key[0], key[1])
         if reference is None:
             continue
         values[key] = {
@@ -183,7 +184,7 @@ def floors(rows, measure=endpoint):
 
     retrains = defaultdict(list)
     for r in rows:
-        if r["method"] == RETRAIN and not r["setting"]:
+        if r["method"] == REFERENCE_METHOD and not r["setting"]:
             retrains[r["scenario"], r["model"]].append(r)
     found = {}
     for key, runs in retrains.items():
@@ -230,7 +231,7 @@ def minimum_detectable(sd, n, level, power=0.8):
     return float(optimize.brentq(shortfall, 0.0, high))
 
 
-def matched_family(declared, names):
+def matched_family(declared):
     """[(label, first key, second key)] as the grid declares them: every calibrated method (each setting)
     sparse − dense per scenario, and each declared method pair per model and scenario (each setting of
     the second method)."""
@@ -240,7 +241,7 @@ def matched_family(declared, names):
     family = []
 
     def name(method, setting):
-        return names.get(method, method) + (f" ({setting})" if setting else "")
+        return row_name(method, setting)
 
     for scenario in declared.get("scenarios") or []:
         if len(models) == 2:
@@ -256,40 +257,40 @@ def matched_family(declared, names):
     return family
 
 
-def closer(c, names):
+def closer(c):
     """Who the difference favours: "95% sparse closer", "l1-sparse (alpha=0.001) closer", ..."""
     winner = c["second"] if c["mean"] < 0 else c["first"]
     if c["first"][1] != c["second"][1]:
         return f"{winner[1]} closer"
-    return names.get(winner[2], winner[2]) + (f" ({winner[3]})" if winner[3] else "") + " closer"
+    return row_name(winner[2], winner[3]) + " closer"
 
 
-def verdict(c, margin, names):
+def verdict(c, margin):
     """What a comparison shows, in words its corrected intervals allow."""
     if c.get("missing"):
         return "not tested (no results on two original models)"
     equivalent = c["p_tost_holm"] < ALPHA
     if c["verdict"] is not None:
-        return f"different: {closer(c, names)}" + (f" (yet within ±{margin:g})" if equivalent else "")
+        return f"different: {closer(c)}" + (f" (yet within ±{margin:g})" if equivalent else "")
     return f"equivalent within ±{margin:g}" if equivalent else "inconclusive"
 
 
 ALPHA = 0.05
 
 
-def matched_comparison(rows, declared, names):
+def matched_comparison(rows, declared):
     """Markdown: matched UA per method and model, then per endpoint the paired differences across original
     models (Holm), TOST against the declared margin, the minimum detectable differences, and both floors."""
     from workflow import stats
 
     spec = declared.get("matched") or {}
     margin, power = float(spec.get("margin", 2.0)), float(spec.get("power", 0.8))
-    family_spec = matched_family(declared, names)
+    family_spec = matched_family(declared)
     if not family_spec:
         return ""
     n_models = len({r["train_seed"] for r in rows})
     lines = ["", f"### Matched forgetting across original models ({n_models} dense / sparse pairs)", ""]
-    lines += matched_ua_table(rows, names)
+    lines += matched_ua_table(rows)
     for title, measure in ENDPOINTS:
         values = per_model(rows, measure)
         family = stats.compare(values, family_spec)
@@ -297,17 +298,17 @@ def matched_comparison(rows, declared, names):
             c["p_tost"], c["p_tost_holm"] = tost(c, margin), p
             c["mdd"] = None if c.get("missing") else minimum_detectable(c["sd"], c["n"], ALPHA / len(family), power)
         lines += ["", f"**{title}** (per original model: seeds averaged, against the mean of its Retrain runs; lower is closer)", ""]
-        lines += endpoint_table(values, family_spec, names)
+        lines += endpoint_table(values, family_spec)
         lines += ["", "| comparison | mean difference | Holm-corrected interval | p (Holm) | TOST p (Holm), ±" + f"{margin:g} | "
                   f"min. detectable ({100 * power:.0f}% power) | what it shows |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for c in family:
             if c.get("missing"):
-                lines.append(f"| {c['label']} | — | — | — | — | — | {verdict(c, margin, names)} |")
+                lines.append(f"| {c['label']} | — | — | — | — | — | {verdict(c, margin)} |")
                 continue
             mdd = "—" if c["mdd"] is None else f"{c['mdd']:.2f}"
             lines.append(
                 f"| {c['label']} | {c['mean']:+.2f} (n={c['n']}) | [{c['low']:+.2f}, {c['high']:+.2f}] ({100 * c['level']:.1f}%) | "
-                f"{c['p_holm']:.3f} | {c['p_tost_holm']:.3f} | {mdd} | {verdict(c, margin, names)} |"
+                f"{c['p_holm']:.3f} | {c['p_tost_holm']:.3f} | {mdd} | {verdict(c, margin)} |"
             )
         lines += floor_lines(rows, measure)
     lines += [
@@ -323,7 +324,7 @@ def matched_comparison(rows, declared, names):
     return "\n".join(lines) + "\n"
 
 
-def matched_ua_table(rows, names):
+def matched_ua_table(rows):
     """Lines: per scenario, method and model, the measured UA (mean over original models of the seed means) beside
     the target (the mean over original models of Retrain's UA) and the mean |UA − target| per original model."""
     from workflow import stats
@@ -331,17 +332,17 @@ def matched_ua_table(rows, names):
     groups = stats.by_original_model(rows)
     lines = ["| scenario | method | model | measured UA | Retrain's UA (target) | mean distance to target | original models |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for key in sorted(groups, key=lambda k: (k[0], k[2] != "raw", k[2] != RETRAIN, k[2], k[3], k[1] != "dense", k[1])):
+    for key in sorted(groups, key=lambda k: (k[0], k[2] != ORIGINAL_METHOD, k[2] != REFERENCE_METHOD, k[2], k[3], k[1] != "dense", k[1])):
         scenario, model, method, setting = key
-        reference = stats.retrain_key(groups, scenario, model)
-        if method in ("raw", RETRAIN) or reference is None:
+        reference = stats.reference_key(groups, scenario, model)
+        if method in (ORIGINAL_METHOD, REFERENCE_METHOD) or reference is None:
             continue
         seeds = [s for s in groups[key] if s in groups[reference]]
         if not seeds:
             continue
         ua = {s: stats.mean_metrics(groups[key][s])["UA"] for s in seeds}
         target = {s: stats.mean_metrics(groups[reference][s])["UA"] for s in seeds}
-        name = names.get(method, method) + (f" ({setting})" if setting else "")
+        name = row_name(method, setting)
         lines.append(
             f"| {scenario} | {name} | {model} | {mean_of(list(ua.values())):.2f} | {mean_of(list(target.values())):.2f} | "
             f"{mean_of([abs(ua[s] - target[s]) for s in seeds]):.2f} | {len(seeds)} |"
@@ -349,7 +350,7 @@ def matched_ua_table(rows, names):
     return lines
 
 
-def endpoint_table(values, family_spec, names):
+def endpoint_table(values, family_spec):
     """Lines: the endpoint per compared method and model, mean [95% t interval] over original models."""
     from workflow import stats
 
@@ -361,7 +362,7 @@ def endpoint_table(values, family_spec, names):
             continue
         mean, half, n = stats.summary(list(found.values()))
         shown = f"{mean:.2f}" + (f" [{mean - half:.2f}, {mean + half:.2f}]" if half is not None else "")
-        name = names.get(key[2], key[2]) + (f" ({key[3]})" if key[3] else "")
+        name = row_name(key[2], key[3])
         lines.append(f"| {key[0]} | {name} | {key[1]} | {shown} | {n} |")
     return lines
 

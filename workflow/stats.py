@@ -30,7 +30,9 @@ import math
 from collections import defaultdict
 from itertools import combinations
 
-METRICS = ("UA", "MIA-Efficacy", "RA", "TA")
+from workflow.methods import ORIGINAL_METHOD, REFERENCE_METHOD
+
+METRICS = ("UA", "MIA-Efficacy", "RA", "TA")  # the paper's four, whose mean gap is the Avg. Gap
 ALPHA = 0.05  # the family-wise error rate of the verdicts
 
 
@@ -51,20 +53,21 @@ def by_original_model(rows):
     return groups
 
 
-def retrain_key(groups, scenario, model):
-    """The key of the scenario and model's Retrain (its setting-less entry when there are several)."""
-    keys = [k for k in groups if k[:3] == (scenario, model, "retrain")]
+def reference_key(groups, scenario, model):
+    """The key of the scenario and model's Retrain in anything keyed (scenario, model, method, setting):
+    its one setting, or when it has several the one without a setting of its own; None without one."""
+    keys = [k for k in groups if k[:3] == (scenario, model, REFERENCE_METHOD)]
     return keys[0] if len(keys) == 1 else next((k for k in keys if not k[3]), None)
 
 
-def per_model_gaps(rows, no_gap=("raw", "retrain")):
+def per_model_gaps(rows, no_gap=(ORIGINAL_METHOD, REFERENCE_METHOD)):
     """{key: {train_seed: Avg. Gap of the method's seed-averaged metrics to the mean of that original model's Retrain runs}}."""
     groups = by_original_model(rows)
     gaps = {}
     for key, per_model in groups.items():
         if key[2] in no_gap:
             continue
-        reference = retrain_key(groups, key[0], key[1])
+        reference = reference_key(groups, key[0], key[1])
         if reference is None:
             continue
         gaps[key] = {
@@ -80,7 +83,7 @@ def noise_floor(rows):
     groups = by_original_model(rows)
     floors = {}
     for key, per_model in groups.items():
-        if key[2] != "retrain" or key != retrain_key(groups, key[0], key[1]):
+        if key[2] != REFERENCE_METHOD or key != reference_key(groups, key[0], key[1]):
             continue
         values = {}
         for seed, runs in per_model.items():
@@ -101,7 +104,7 @@ def run_to_retrain_gaps(rows, method):
     for key, per_model in groups.items():
         if key[2] != method:
             continue
-        reference = retrain_key(groups, key[0], key[1])
+        reference = reference_key(groups, key[0], key[1])
         if reference is None:
             continue
         values = {}
@@ -146,7 +149,7 @@ def reference_against_retrain(rows, method):
     for key, per_model in groups.items():
         if key[2] != method:
             continue
-        reference = retrain_key(groups, key[0], key[1])
+        reference = reference_key(groups, key[0], key[1])
         seeds = [] if reference is None else sorted(set(per_model) & set(groups[reference]), key=str)
         if not seeds:
             continue

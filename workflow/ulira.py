@@ -26,6 +26,7 @@ its forget sets); Retrain is the exact reference (0.5 is what it should score).
 
 import argparse
 import copy
+import glob
 import json
 import os
 import subprocess
@@ -41,7 +42,9 @@ from checkpoints import atomic_path, atomic_save_json
 from errors import UserError
 from evaluation.ulira import MIN_MODELS, MIN_OBSERVATIONS
 from utils import run_cli
-from workflow.summarize import METRICS, NAMES, held_out_attack_accuracy, ulira_paired
+from workflow.methods import NAMES, REFERENCE_METHOD, method_order
+from workflow.results import held_out_attack_accuracy
+from workflow.stats import METRICS
 from workflow.sweep import ROOT, load_grid, options_list
 
 PLAN_SEED = 0  # the halves and the target pool: the same for every method and model
@@ -327,3 +330,66 @@ def cli():
 
 if __name__ == "__main__":
     cli()
+
+
+def read_ulira(folder):
+    """{(model, method): report} from scripts/ulira.py's `<folder>/<model>/<method>.json`, or {}."""
+    reports = {}
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), "*", "*.json"))):
+        try:
+            with open(path) as f:
+                report = json.load(f)
+            reports[report["model"], report["method"]] = report
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"warning: {path}: unreadable U-LiRA result ({type(err).__name__}: {err}); left out", file=sys.stderr)
+    return reports
+
+
+def ulira_paired(folder, ulira, resamples=500):
+    """Markdown: U-LiRA differences between rows that share targets and shadow halves, each with a
+    95% paired-bootstrap interval over the targets (evaluation/ulira.py): every method against
+    Retrain on the same model, and the sparser model against the denser for each method."""
+    import numpy as np
+
+    from evaluation.ulira import paired_difference
+
+    arrays = {}
+    for model, method in ulira:
+        try:
+            with np.load(paths.ulira_file(folder, model, method, ".npz")) as saved:
+                arrays[model, method] = (saved["stats"], saved["forgotten"])
+        except (OSError, KeyError, ValueError):
+            continue
+    models = sorted({m for m, _ in arrays}, key=lambda m: (m != "dense", m))
+    pairs = [
+        (f"{NAMES.get(me, me)} − Retrain, {mo}", (mo, REFERENCE_METHOD), (mo, me))
+        for mo in models
+        for (m2, me) in arrays
+        if m2 == mo and me != REFERENCE_METHOD
+    ]
+    if len(models) == 2:
+        pairs += [
+            (f"{NAMES.get(me, me)}: {models[1]} − {models[0]}", (models[0], me), (models[1], me))
+            for me in sorted({me for _, me in arrays}, key=method_order)
+        ]
+    lines = []
+    for label, first, second in pairs:
+        if first in arrays and second in arrays and np.array_equal(arrays[first][1], arrays[second][1]):
+            forgotten = arrays[first][1].astype(bool)
+            d = paired_difference(arrays[first][0], arrays[second][0], forgotten, ~forgotten, bootstrap=resamples)
+            low, high = d["interval"] or (float("nan"), float("nan"))
+            shows = "no difference found" if low <= 0 <= high else ("higher" if low > 0 else "lower")
+            lines.append(f"| {label} | {100 * d['difference']:+.1f} | [{100 * low:+.1f}, {100 * high:+.1f}] | {shows} |")
+    if not lines:
+        return ""
+    head = [
+        "",
+        "#### U-LiRA: paired differences",
+        "",
+        "| difference (percentage points) | mean | 95% paired-bootstrap interval | |",
+        "|---|---|---|---|",
+    ]
+    tail = ["", "Both rows of a difference are attacked on the same targets with the same shadow halves, so each bootstrap "
+            "resample draws the same targets for both; an interval that holds 0 finds no difference. Against Retrain, "
+            "higher means the method leaves more for the attack to find than exact unlearning does."]  # fmt: skip
+    return "\n".join(head + lines + tail) + "\n"
