@@ -22,7 +22,8 @@ from torch.profiler import profile
 
 from dataset import TensorLoader, load_dataset  # noqa: E402
 from models import create_model  # noqa: E402
-from unlearn.fisher import FISHER_BATCH_SIZE, FISHER_METHODS, MEASURED_CHOICES, fisher_diagonal  # noqa: E402
+from unlearn.fisher import FISHER_BATCH_SIZE  # noqa: E402
+from unlearn.gradients import FISHER_METHODS, MEASURED_CHOICES, fisher_diagonal  # noqa: E402
 from utils import get_device, setup_seed  # noqa: E402
 
 

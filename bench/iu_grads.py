@@ -16,7 +16,7 @@ from common import best_time, line  # noqa: E402
 
 from dataset import load_dataset  # noqa: E402
 from models import create_model  # noqa: E402
-from unlearn.wfisher import per_sample_gradients  # noqa: E402
+from unlearn.gradients import per_sample_gradients  # noqa: E402
 from utils import get_device, setup_seed  # noqa: E402
 
 

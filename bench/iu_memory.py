@@ -34,7 +34,7 @@ def whole_batch_stream(model, loader, chunk_size=None, desc=""):
     """The pre-stream behaviour: each batch's chunks concatenated into one (batch, P) matrix."""
     import torch
 
-    from unlearn.wfisher import per_sample_gradient_chunks
+    from unlearn.gradients import per_sample_gradient_chunks
 
     device = next(model.parameters()).device
     for images, labels in loader:

@@ -17,7 +17,7 @@ import pruner
 from checkpoints import atomic_path, atomic_save_json, atomic_torch_save
 from dataset import TensorLoader, in_order, load_digits_splits
 from trainer import evaluate, make_optimizer, predict, train_epoch
-from unlearn.fisher import fisher_diagonal
+from unlearn.gradients import fisher_diagonal
 from unlearn.RL import random_labels
 from unlearn.wfisher import wfisher
 from utils import get_device

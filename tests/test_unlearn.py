@@ -11,7 +11,8 @@ from dataset import ImageSet, TensorLoader
 from models import model_dict
 from unlearn.fisher import fisher_new, noise_mean_var
 from unlearn.FT_prune import l1_weight
-from unlearn.wfisher import per_sample_gradients, wfisher
+from unlearn.gradients import per_sample_gradients
+from unlearn.wfisher import wfisher
 
 
 class TinyNet(nn.Module):
@@ -61,7 +62,7 @@ def test_batched_per_sample_gradients_equal_one_backward_per_sample(sparse):
 
 def test_per_sample_gradients_stream_in_chunks_whatever_the_batch_size():
     """IU's memory is set by --iu_chunk_size: the stream never hands on more rows than a chunk."""
-    from unlearn.wfisher import retain_gradient_stream
+    from unlearn.gradients import retain_gradient_stream
 
     torch.manual_seed(0)
     model = TinyNet()
@@ -179,7 +180,7 @@ def small_vgg():
 def test_batched_and_grouped_fisher_equal_the_class_loop(arch, monkeypatch):
     import importlib
 
-    ff = importlib.import_module("unlearn.fisher")
+    ff = importlib.import_module("unlearn.gradients")
     torch.manual_seed(0)
     model = {"tiny": TinyNet, "resnet20s": lambda: model_dict["resnet20s"](num_classes=3), "vgg": small_vgg}[arch]()
     pruner.pruning_model(model, 0.5)
@@ -208,7 +209,7 @@ def test_batched_and_grouped_fisher_equal_the_class_loop(arch, monkeypatch):
 
 
 def test_fisher_method_checks_the_model_and_the_name():
-    from unlearn.fisher import fisher_diagonal, grouped_layers
+    from unlearn.gradients import fisher_diagonal, grouped_layers
 
     assert grouped_layers(model_dict["resnet20s"](num_classes=3).eval()) is not None
     assert grouped_layers(model_dict["resnet20s"](num_classes=3).train()) is None  # batch statistics mix the copies
@@ -223,7 +224,7 @@ def test_fisher_method_checks_the_model_and_the_name():
 def test_measured_fisher_keeps_the_fastest_method_after_one_timed_batch_each(monkeypatch, caplog):
     import importlib
 
-    ff = importlib.import_module("unlearn.fisher")
+    ff = importlib.import_module("unlearn.gradients")
     clock = [0.0]
     cost = {"grouped": 0.03, "batched": 0.01, "loop": 0.02}
     monkeypatch.setattr(ff.time, "perf_counter", lambda: clock[0])
@@ -264,7 +265,7 @@ class SharedLinear(nn.Module):
 def test_measured_fisher_leaves_out_grouped_where_the_layers_do_not_allow_it(kind, monkeypatch, caplog):
     import importlib
 
-    ff = importlib.import_module("unlearn.fisher")
+    ff = importlib.import_module("unlearn.gradients")
     monkeypatch.setattr(ff, "MEASURED_CHOICES", {})
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.LayerNorm(192), nn.Linear(192, 3)) if kind == "layer norm" else SharedLinear()
@@ -283,7 +284,7 @@ def test_measured_fisher_leaves_out_grouped_where_the_layers_do_not_allow_it(kin
 def test_iu_chunk_size_follows_the_free_memory(monkeypatch):
     import importlib
 
-    wf = importlib.import_module("unlearn.wfisher")  # the package attribute is the function
+    wf = importlib.import_module("unlearn.gradients")
 
     model = model_dict["resnet20s"](num_classes=10)
     per_sample = 2 * 4 * sum(p.numel() for p in model.parameters())

@@ -15,107 +15,18 @@ chunk in and drops it before the next is computed, so memory is set by --iu_chun
 """
 
 import logging
-import os
 
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call, grad, vmap
-from tqdm import tqdm
 
-import distributed
 from dataset import in_order, num_samples
 from options import Option
 
+from .gradients import retain_gradient_stream, summed_gradient
 from .method import Method
 
 log = logging.getLogger("unlearn_sparse")
 
-MAX_CHUNK = 32  # beyond this the batched call stops paying on CPU (bench/iu_grads.py)
-MEMORY_SHARE = 0.25  # of the free memory one chunk of per-sample gradients may take
 DEFAULT_DAMPING = 1000  # the original's hard-coded N
-
-
-def free_memory_bytes(device):
-    """Free memory on the device: CUDA's own count, else the machine's available RAM."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:  # Linux: MemAvailable counts reclaimable page cache, unlike the free pages
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 2**30
-
-
-def default_chunk_size(model):
-    """Samples per vmapped gradient call: fits a share of the free memory, at most MAX_CHUNK.
-
-    Each sample's gradient is as large as the model, plus about as much again for the
-    activations of the backward pass.
-    """
-    params = list(model.parameters())
-    per_sample = 2 * 4 * sum(p.numel() for p in params)
-    budget = MEMORY_SHARE * free_memory_bytes(params[0].device)
-    max_chunk = 4 * MAX_CHUNK if params[0].device.type == "cuda" else MAX_CHUNK
-    return int(max(1, min(max_chunk, budget // per_sample)))
-
-
-def flat(tensors):
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def summed_gradient(model, loader, chunk_size=None):
-    """Sum over the loader's samples of the per-sample loss gradients (eval mode), flat.
-
-    Each batch goes through the backward pass in parts of `chunk_size` samples, so that its
-    activations take no more memory than one chunk of per-sample gradients.
-    """
-    model.eval()
-    params = list(model.parameters())
-    device = params[0].device
-    chunk_size = chunk_size or default_chunk_size(model)
-    total = torch.zeros(sum(p.numel() for p in params), device=device)
-    for images, labels in distributed.batch_block(loader):  # under torchrun each rank sums a block, then all of them
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        for part in range(0, len(labels), chunk_size):
-            loss = F.cross_entropy(model(images[part : part + chunk_size]), labels[part : part + chunk_size], reduction="sum")
-            total += flat(torch.autograd.grad(loss, params))
-    return distributed.sum_over_ranks_([total], loader)[0]
-
-
-def per_sample_gradient_chunks(model, images, labels, chunk_size=None):
-    """(chunk, P) matrices of per-sample loss gradients (eval mode), one chunk at a time.
-
-    Only one chunk is alive at a time: each is handed on and dropped before the next is
-    computed, so memory is set by `chunk_size`, never by how many samples there are.
-    """
-    model.eval()
-    names = [name for name, _ in model.named_parameters()]
-    params = {name: p.detach() for name, p in model.named_parameters()}
-    buffers = {name: b.detach() for name, b in model.named_buffers()}
-
-    def loss_of(param_values, image, label):
-        logits = functional_call(model, ({**param_values}, buffers), (image[None],))
-        return F.cross_entropy(logits, label[None])
-
-    sample_grad = vmap(grad(loss_of), in_dims=(None, 0, 0))
-    chunk_size = chunk_size or default_chunk_size(model)
-    for start in range(0, len(labels), chunk_size):
-        stop = min(start + chunk_size, len(labels))
-        g = sample_grad(params, images[start:stop], labels[start:stop])
-        rows = torch.cat([g.pop(name).reshape(stop - start, -1) for name in names], dim=1)
-        del g
-        yield rows
-        del rows  # before the next chunk is computed
-
-
-def per_sample_gradients(model, images, labels, chunk_size=None):
-    """The whole (n, P) matrix of per-sample gradients: for tests and benchmarks; IU streams them."""
-    return torch.cat(list(per_sample_gradient_chunks(model, images, labels, chunk_size)))
 
 
 def woodfisher(v, gradient_chunks, damping):
@@ -136,13 +47,6 @@ def woodfisher(v, gradient_chunks, damping):
                 return k
         del chunk, g  # a row is a view that keeps its chunk alive: drop both before the next chunk
     return k
-
-
-def retain_gradient_stream(model, loader, chunk_size=None, desc="IU per-sample gradients"):
-    """(chunk, P) per-sample gradient matrices over the loader's samples in order, one chunk alive at a time."""
-    device = next(model.parameters()).device
-    for images, labels in tqdm(loader, desc=desc, leave=False, disable=distributed.no_progress_bar()):
-        yield from per_sample_gradient_chunks(model, images.to(device, non_blocking=True), labels.to(device, non_blocking=True), chunk_size)
 
 
 @torch.no_grad()
